@@ -1,0 +1,8 @@
+"""gpubackprop: multilayer perceptrons trained with the matrix form of backpropagation,
+on a CUDA GPU through CuPy, or on the CPU through NumPy, with the same API and numbers."""
+from .backends import Backend, BackendUnavailableError, available_backends, get_backend
+from .mlp import MLP
+from .validation import NonFiniteLossError
+
+__version__ = "0.1.0"
+__all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "available_backends", "get_backend", "__version__"]

@@ -1,0 +1,204 @@
+"""A multilayer perceptron trained with the matrix form of backpropagation.
+
+Per layer, forward:   z = X Wᵀ + b,  a = act(z)                 (the lesson's z = Wx + b, batched)
+Per layer, backward:  δ = ∂L/∂a ⊙ act'(z)
+                      ∂L/∂W = δᵀ X,  ∂L/∂b = Σ_batch δ,  ∂L/∂X = δ W   (passed to the layer below)
+The same five steps at every depth; every array operation goes through the backend.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from .backends import ACTIVATIONS, Backend, get_backend
+from . import validation
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUT_ACTIVATIONS = ("identity", "sigmoid")
+DTYPES = ("float32", "float64")
+
+
+class _Workspace:
+    """Every buffer one step needs at one batch size, allocated once and reused."""
+
+    def __init__(self, backend: Backend, sizes, batch: int, dtype):
+        empty = backend.empty
+        self.inputs = empty((batch, sizes[0]), dtype)  # X converted to our dtype/device when needed
+        self.targets = empty((batch, sizes[-1]), dtype)
+        self.activations = [empty((batch, n), dtype) for n in sizes[1:]]
+        # ∂L/∂a of each layer; turned into δ in place by the activation backward.
+        self.grad_outputs = [empty((batch, n), dtype) for n in sizes[1:]]
+        self.grad_weights = [empty((n_out, n_in), dtype) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        self.grad_biases = [empty((n_out,), dtype) for n_out in sizes[1:]]
+        self.loss = empty((), dtype)
+
+
+class MLP:
+    """A fully connected network ``layer_sizes[0] -> ... -> layer_sizes[-1]``.
+
+    Hidden layers use ``hidden_activation``; the last one ``output_activation``. The loss is the
+    mean squared error L = 1/(2B) Σ (ŷ − y)², which for one sample and one output is the lesson's
+    L = ½(ŷ − y)².
+    """
+
+    def __init__(self, layer_sizes, *, hidden_activation="sigmoid", output_activation="identity",
+                 dtype="float32", backend=None, seed=None):
+        self.layer_sizes = validation.check_layer_sizes(layer_sizes)
+        self.hidden_activation = validation.check_choice("hidden_activation", hidden_activation, HIDDEN_ACTIVATIONS)
+        self.output_activation = validation.check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
+        self.dtype = validation.check_dtype(dtype, DTYPES)
+        self.backend = get_backend(backend)
+        n_layers = len(self.layer_sizes) - 1
+        self.activations = (self.hidden_activation,) * (n_layers - 1) + (self.output_activation,)
+        self.weights, self.biases = [], []
+        self._workspaces = {}
+        self.set_params(self._initial_params(seed))
+
+    # ------------------------------------------------------------------ parameters
+    def _initial_params(self, seed):
+        """Glorot-uniform weights (He for relu), zero biases; drawn on the host so every backend
+        starts from the same numbers for the same seed."""
+        rng = numpy.random.default_rng(seed)
+        params = []
+        for (n_in, n_out), act in zip(zip(self.layer_sizes[:-1], self.layer_sizes[1:]), self.activations):
+            limit = math.sqrt(6.0 / n_in) if act == "relu" else math.sqrt(6.0 / (n_in + n_out))
+            params.append((rng.uniform(-limit, limit, size=(n_out, n_in)), numpy.zeros(n_out)))
+        return params
+
+    def set_params(self, params):
+        """Replace every (W, b); W is (out, in) as in z = Wx + b, b is (out,). Copies.
+
+        Everything is checked before anything is changed.
+        """
+        checked = validation.check_params(params, self.layer_sizes, self.backend)
+        to_backend = self.backend.asarray
+        self.weights = [to_backend(W, self.dtype) for W, _ in checked]
+        self.biases = [to_backend(b, self.dtype) for _, b in checked]
+
+    def get_params(self):
+        """A list of (W, b) per layer, as NumPy copies."""
+        to_numpy = self.backend.to_numpy
+        return [(to_numpy(W), to_numpy(b)) for W, b in zip(self.weights, self.biases)]
+
+    # ------------------------------------------------------------------ public API
+    def forward(self, X):
+        """ŷ for a batch X of shape (batch, inputs): a new backend array (batch, outputs)."""
+        X = self._batch_inputs(X)
+        ws = self._workspace(X.shape[0])
+        return self._forward(X, ws).copy()
+
+    def loss_and_grads(self, X, Y):
+        """(loss, [(∂L/∂W, ∂L/∂b) per layer]) at the current parameters; nothing is updated."""
+        X, Y = self._batch_inputs(X, Y)
+        ws = self._workspace(X.shape[0])
+        loss = self._loss(X, Y, ws)
+        self._backward(X, ws)
+        to_numpy = self.backend.to_numpy
+        return loss, [(to_numpy(gW), to_numpy(gb)) for gW, gb in zip(ws.grad_weights, ws.grad_biases)]
+
+    def train_step(self, X, Y, lr):
+        """One SGD step on the batch (X, Y); returns the loss before the update.
+
+        A non-finite loss raises before any parameter is touched.
+        """
+        lr = validation.check_lr(lr)
+        X, Y = self._batch_inputs(X, Y)
+        ws = self._workspace(X.shape[0])
+        loss = self._loss(X, Y, ws)
+        self._backward(X, ws)
+        for W, b, gW, gb in zip(self.weights, self.biases, ws.grad_weights, ws.grad_biases):
+            self.backend.sgd_update(W, gW, lr)
+            self.backend.sgd_update(b, gb, lr)
+        return loss
+
+    def trace(self, X, Y):
+        """Every intermediate quantity of one forward and backward pass, as NumPy arrays.
+
+        Returns {"loss": float, "layers": [per layer: inputs, z, a, grad_a, act_grad, delta,
+        grad_weight, grad_bias]}; nothing is updated. Made for teaching and for tests: it runs
+        the same code as ``train_step`` and copies its buffers out as it goes.
+        """
+        X, Y = self._batch_inputs(X, Y)
+        ws = self._workspace(X.shape[0])
+        layers = [dict() for _ in self.weights]
+        loss = self._loss(X, Y, ws, trace=layers)
+        self._backward(X, ws, trace=layers)
+        return {"loss": loss, "layers": layers}
+
+    # ------------------------------------------------------------------ the math
+    def _forward(self, X, ws, trace=None):
+        ops = self.backend
+        inputs = X
+        for i, (W, b, act) in enumerate(zip(self.weights, self.biases, self.activations)):
+            a = ws.activations[i]
+            ops.matmul(inputs, W, out=a, trans_b=True)  # z = X Wᵀ (+ b below)
+            if trace is not None:
+                trace[i]["inputs"] = ops.to_numpy(inputs)
+                trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(b)
+            ops.bias_activation(a, b, act)  # a = act(z + b), fused, in place
+            if trace is not None:
+                trace[i]["a"] = ops.to_numpy(a)
+            inputs = a
+        return inputs
+
+    def _loss(self, X, Y, ws, trace=None) -> float:
+        """Forward pass, then L and ∂L/∂ŷ into the last layer's grad_outputs."""
+        yhat = self._forward(X, ws, trace)
+        loss = self.backend.mse_loss_grad(yhat, Y, ws.grad_outputs[-1], ws.loss)
+        value = float(loss)  # the one host synchronisation of a step
+        if not math.isfinite(value):
+            raise validation.NonFiniteLossError(value)
+        return value
+
+    def _backward(self, X, ws, trace=None):
+        ops = self.backend
+        for i in reversed(range(len(self.weights))):
+            a, grad = ws.activations[i], ws.grad_outputs[i]
+            inputs = ws.activations[i - 1] if i > 0 else X
+            if trace is not None:
+                trace[i]["grad_a"] = ops.to_numpy(grad)
+                ones = ops.asarray(numpy.ones(a.shape), a.dtype)
+                trace[i]["act_grad"] = ops.to_numpy(ops.activation_backward(ones, a, self.activations[i], out=ones))
+            delta = ops.activation_backward(grad, a, self.activations[i], out=grad)  # δ = ∂L/∂a ⊙ act'(z)
+            ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True)  # ∂L/∂W = δᵀ X
+            ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
+            if i > 0:
+                ops.matmul(delta, self.weights[i], out=ws.grad_outputs[i - 1])  # ∂L/∂X = δ W
+            if trace is not None:
+                trace[i]["delta"] = ops.to_numpy(delta)
+                trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
+                trace[i]["grad_bias"] = ops.to_numpy(ws.grad_biases[i])
+
+    # ------------------------------------------------------------------ buffers and inputs
+    def _workspace(self, batch: int) -> _Workspace:
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            ws = self._workspaces[batch] = _Workspace(self.backend, self.layer_sizes, batch, self.dtype)
+        return ws
+
+    def _batch_inputs(self, X, Y=None):
+        """X (and Y) as C-contiguous backend arrays of our dtype, checked for shape.
+
+        Arrays already in that form are used as they are; others are copied into the
+        workspace's buffers, so a step allocates nothing once its batch size has been seen.
+        """
+        X = validation.as_batch(self.backend, X, "X", self.layer_sizes[0])
+        ws = self._workspace(X.shape[0])
+        X = self._into(ws.inputs, X)
+        if Y is None:
+            return X
+        Y = validation.as_batch(self.backend, Y, "Y", self.layer_sizes[-1], batch=X.shape[0])
+        return X, self._into(ws.targets, Y)
+
+    def _into(self, buffer, array):
+        if self.backend.is_native(array) and array.dtype == self.dtype and array.flags.c_contiguous:
+            return array
+        self.backend.copyto(buffer, array)
+        return buffer
+
+    def __repr__(self):
+        return (f"MLP({self.layer_sizes}, hidden_activation={self.hidden_activation!r}, "
+                f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r}, "
+                f"backend={self.backend.name!r})")
+

@@ -1,0 +1,62 @@
+// Fused activation kernels: forward and backward side by side, one thread per element.
+//
+// Compiled by gpubackprop.backends.cupy_backend once per dtype, with `GB_REAL` defined as
+// float or double and with --fmad=false, so that every operation rounds as NumPy's ufuncs do
+// (NumpyBackend in gpubackprop/backends/base.py performs the same operations in the same order).
+// The grids are capped and every kernel strides, so any n works with any grid.
+#ifndef GB_REAL
+#define GB_REAL float
+#endif
+typedef GB_REAL real;
+
+#define GRID_STRIDE_LOOP(i, n) \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \
+         i += (long long)blockDim.x * gridDim.x)
+
+// sigma(z) = (1 + tanh(z / 2)) / 2: equal to 1 / (1 + exp(-z)), but tanh saturates instead of
+// overflowing, so |z| up to the dtype's limit gives 0 or 1 with no inf on the way.
+__device__ __forceinline__ real sigmoid_of(real z) {
+    real t = z * (real)0.5;
+    t = tanh(t);
+    t = t * (real)0.5;
+    return t + (real)0.5;
+}
+// NaN propagates as in numpy.maximum(z, 0).
+__device__ __forceinline__ real relu_of(real z) { return z < (real)0 ? (real)0 : z; }
+__device__ __forceinline__ real tanh_of(real z) { return tanh(z); }
+__device__ __forceinline__ real identity_of(real z) { return z; }
+
+// Forward, in place: z (rows x cols, C order) holds X W^T; it becomes a = act(z + bias).
+#define BIAS_ACTIVATION_FORWARD(name, act)                                              \
+    extern "C" __global__ void name(real* z, const real* bias, long long n, long long cols) { \
+        GRID_STRIDE_LOOP(i, n) { z[i] = act(z[i] + bias[i % cols]); }                  \
+    }
+BIAS_ACTIVATION_FORWARD(bias_sigmoid_forward, sigmoid_of)
+BIAS_ACTIVATION_FORWARD(bias_tanh_forward, tanh_of)
+BIAS_ACTIVATION_FORWARD(bias_relu_forward, relu_of)
+BIAS_ACTIVATION_FORWARD(bias_identity_forward, identity_of)
+
+// Backward: delta = grad * act'(z), with act'(z) read off the stored activation a.
+// THE fused sigmoid derivative: delta = g * a * (1 - a), one read of g and a, one write.
+extern "C" __global__ void sigmoid_backward(const real* grad, const real* a, real* delta, long long n) {
+    GRID_STRIDE_LOOP(i, n) {
+        real s = (real)1 - a[i];
+        s = s * a[i];
+        delta[i] = grad[i] * s;
+    }
+}
+// tanh'(z) = 1 - a^2
+extern "C" __global__ void tanh_backward(const real* grad, const real* a, real* delta, long long n) {
+    GRID_STRIDE_LOOP(i, n) {
+        real s = a[i] * a[i];
+        s = (real)1 - s;
+        delta[i] = grad[i] * s;
+    }
+}
+// relu'(z) = [a > 0]
+extern "C" __global__ void relu_backward(const real* grad, const real* a, real* delta, long long n) {
+    GRID_STRIDE_LOOP(i, n) {
+        real s = a[i] > (real)0 ? (real)1 : (real)0;
+        delta[i] = grad[i] * s;
+    }
+}
