@@ -1,0 +1,29 @@
+"""Shared fixtures: the backends usable here, and the skip rule of the ``gpu`` marker."""
+import numpy
+import pytest
+
+import gpubackprop as gb
+from gpubackprop.backends import probe_cupy
+
+
+def pytest_collection_modifyitems(config, items):
+    problem = probe_cupy()
+    if problem is None:
+        return
+    skip = pytest.mark.skip(reason=f"no usable CUDA device: {problem}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=["numpy", "cupy"])
+def backend(request):
+    """Each backend in turn; cupy is skipped (with the reason) where no device is usable."""
+    if request.param == "cupy" and probe_cupy():
+        pytest.skip(f"cupy backend unavailable: {probe_cupy(short=True)}")
+    return gb.get_backend(request.param)
+
+
+@pytest.fixture
+def rng():
+    return numpy.random.default_rng(12345)
