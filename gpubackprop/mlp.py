@@ -72,9 +72,16 @@ class MLP:
         Everything is checked before anything is changed.
         """
         checked = validation.check_params(params, self.layer_sizes, self.backend)
-        to_backend = self.backend.asarray
-        self.weights = [to_backend(W, self.dtype) for W, _ in checked]
-        self.biases = [to_backend(b, self.dtype) for _, b in checked]
+        backend = self.backend
+
+        def to_backend(array):
+            # asarray returns a native array of the right dtype as it is: copy it, or the caller's
+            # array would be updated in place by train_step.
+            out = backend.asarray(array, self.dtype)
+            return out.copy() if backend.is_native(array) else out
+
+        self.weights = [to_backend(W) for W, _ in checked]
+        self.biases = [to_backend(b) for _, b in checked]
 
     def get_params(self):
         """A list of (W, b) per layer, as NumPy copies."""
