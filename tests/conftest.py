@@ -12,7 +12,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason=f"no usable CUDA device: {problem}")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # not item.keywords: that holds parameter ids too
             item.add_marker(skip)
 
 

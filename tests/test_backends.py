@@ -1,0 +1,235 @@
+"""Choosing a backend: auto, explicit, the environment variable, bad names, and CuPy that cannot run.
+
+The "CuPy installed, no GPU" case is the real one on CPU-only machines (CI installs a CuPy wheel);
+"CuPy not installed", "CuPy broken" and "driver too old" are simulated by swapping what
+``import cupy`` returns.
+"""
+import inspect
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy
+import pytest
+
+import gpubackprop as gb
+from gpubackprop import backends
+from gpubackprop.backends import BACKEND_NAMES, ENV_VAR, NumpyBackend, probe_cupy
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cupy_importable():
+    try:
+        import cupy  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture
+def fresh_detection(monkeypatch):
+    """Forget the memoised CuPy probe and the backend instances, and restore them afterwards."""
+    saved_problem, saved_instances = list(backends._cupy_problem), dict(backends._instances)
+    backends._cupy_problem.clear()
+    backends._instances.clear()
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    yield
+    backends._cupy_problem[:] = saved_problem
+    backends._instances.clear()
+    backends._instances.update(saved_instances)
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+# ---------------------------------------------------------------------- selection
+def test_explicit_numpy(no_env):
+    backend = gb.get_backend("numpy")
+    assert isinstance(backend, NumpyBackend)
+    assert backend.name == "numpy"
+    assert backend.xp is numpy
+    assert gb.get_backend("numpy") is backend  # created once, shared
+    assert gb.get_backend(" NumPy ") is backend  # names are trimmed and case-insensitive
+    assert gb.get_backend(backend) is backend  # a Backend passes through
+
+
+def test_auto_picks_cupy_exactly_when_usable(no_env):
+    expected = "numpy" if probe_cupy() else "cupy"
+    assert gb.get_backend("auto").name == expected
+    assert gb.get_backend().name == expected  # None and no environment variable: auto
+    assert gb.available_backends() == (["numpy"] if probe_cupy() else ["numpy", "cupy"])
+
+
+def test_environment_variable_chooses_when_no_name_is_given(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "numpy")
+    assert gb.get_backend().name == "numpy"
+    assert gb.MLP([2, 1]).backend.name == "numpy"
+
+
+def test_explicit_name_beats_the_environment_variable(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "no-such-backend")
+    assert gb.get_backend("numpy").name == "numpy"
+
+
+def test_unknown_name_from_the_environment_variable(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "tpu")
+    with pytest.raises(ValueError) as info:
+        gb.get_backend()
+    message = str(info.value)
+    assert "'tpu'" in message and ENV_VAR in message
+    assert all(name in message for name in BACKEND_NAMES)
+
+
+@pytest.mark.parametrize("bad", ["torch", "", "gpu", 3])
+def test_unknown_name_lists_the_valid_ones(no_env, bad):
+    with pytest.raises(ValueError) as info:
+        gb.get_backend(bad)
+    assert all(name in str(info.value) for name in BACKEND_NAMES)
+
+
+def test_mlp_accepts_a_backend_or_a_name(no_env):
+    assert gb.MLP([2, 1], backend="numpy").backend is gb.get_backend("numpy")
+    assert gb.MLP([2, 1], backend=gb.get_backend("numpy")).backend.name == "numpy"
+    with pytest.raises(ValueError):
+        gb.MLP([2, 1], backend="nope")
+
+
+# ---------------------------------------------------------------------- CuPy unusable: the real case
+@pytest.mark.skipif(not cupy_importable(), reason="CuPy is not installed here (CI installs it for this test)")
+def test_cupy_installed_but_no_device_real(no_env):
+    import cupy
+
+    if cupy.is_available():
+        pytest.skip("a CUDA device is usable here: the no-GPU path is covered on CPU-only machines")
+    problem = probe_cupy()
+    assert problem is not None
+    assert f"CuPy {cupy.__version__} is installed" in problem  # why: CuPy is there ...
+    assert "to fix" in problem and "gpubackprop[cuda12]" in problem and "gpubackprop[cuda13]" in problem
+    assert gb.available_backends() == ["numpy"]
+    assert gb.get_backend("auto").name == "numpy"
+    assert gb.get_backend().name == "numpy"
+    with pytest.raises(gb.BackendUnavailableError) as info:
+        gb.get_backend("cupy")
+    message = str(info.value)
+    assert "cupy backend is unavailable" in message
+    assert "installed but" in message and "to fix" in message
+    with pytest.raises(gb.BackendUnavailableError):
+        gb.MLP([2, 1], backend="cupy")
+
+
+def test_cupy_unusable_is_a_runtime_error_with_a_fix(no_env):
+    if probe_cupy() is None:
+        pytest.skip("CuPy is usable here")
+    with pytest.raises(RuntimeError) as info:  # BackendUnavailableError is a RuntimeError
+        gb.get_backend("cupy")
+    assert isinstance(info.value, gb.BackendUnavailableError)
+    assert "pip install" in str(info.value)
+
+
+def test_env_override_to_cupy_when_unusable_raises(monkeypatch):
+    if probe_cupy() is None:
+        pytest.skip("CuPy is usable here")
+    monkeypatch.setenv(ENV_VAR, "cupy")
+    with pytest.raises(gb.BackendUnavailableError):
+        gb.get_backend()
+
+
+# ---------------------------------------------------------------------- CuPy unusable: simulated
+def test_cupy_not_installed_simulated(fresh_detection, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    assert probe_cupy(short=True) == "CuPy not installed"
+    assert gb.available_backends() == ["numpy"]
+    assert gb.get_backend().name == "numpy"
+    with pytest.raises(gb.BackendUnavailableError) as info:
+        gb.get_backend("cupy")
+    message = str(info.value)
+    assert "CuPy not installed" in message and "ModuleNotFoundError" in message  # why, with the cause
+    assert "pip install 'gpubackprop[cuda12]'" in message  # how to fix
+    from gpubackprop.cli import describe_backend
+
+    assert describe_backend(gb.get_backend("numpy")) == "numpy (CPU; CuPy not installed)"
+
+
+class _RaisingFinder:
+    """A meta path finder whose `import cupy` fails with something other than ImportError."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "cupy":
+            raise RuntimeError("CUDA path misconfigured")
+        return None
+
+
+def test_cupy_broken_import_simulated(fresh_detection, monkeypatch):
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_RaisingFinder(), *sys.meta_path])
+    assert probe_cupy(short=True) == "CuPy not importable"
+    with pytest.raises(gb.BackendUnavailableError) as info:
+        gb.get_backend("cupy")
+    assert "RuntimeError: CUDA path misconfigured" in str(info.value)
+    assert gb.get_backend("auto").name == "numpy"
+
+
+def _fake_cupy(device_count=None, driver=None, runtime=None):
+    """A stand-in for the cupy module: getDeviceCount returns device_count, or raises when None."""
+
+    def get_device_count():
+        if device_count is None:
+            raise RuntimeError("cudaErrorInsufficientDriver")
+        return device_count
+
+    runtime_api = types.SimpleNamespace(
+        getDeviceCount=get_device_count, driverGetVersion=lambda: driver, runtimeGetVersion=lambda: runtime)
+    return types.SimpleNamespace(__version__="99.0", cuda=types.SimpleNamespace(runtime=runtime_api))
+
+
+@pytest.mark.parametrize("fake, why", [
+    (_fake_cupy(driver=12040, runtime=13000), "CUDA driver too old (it supports CUDA 12040, CuPy needs 13000)"),
+    (_fake_cupy(driver=0, runtime=13000), "no CUDA driver found"),
+    (_fake_cupy(driver=13000, runtime=13000), "no usable CUDA device"),
+    (_fake_cupy(device_count=0), "no CUDA device"),
+])
+def test_cupy_device_problems_simulated(fresh_detection, monkeypatch, fake, why):
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert probe_cupy(short=True) == why
+    with pytest.raises(gb.BackendUnavailableError) as info:
+        gb.get_backend("cupy")
+    message = str(info.value)
+    assert why in message and "CuPy 99.0 is installed" in message and "to fix" in message
+    assert gb.get_backend("auto").name == "numpy"
+
+
+# ---------------------------------------------------------------------- import side effects
+def test_import_neither_warns_nor_imports_cupy():
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    code = (
+        "import sys\n"
+        "import gpubackprop as gb\n"
+        "assert 'cupy' not in sys.modules, 'importing gpubackprop imported cupy'\n"
+        "print(gb.get_backend().name)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    expected = "numpy" if probe_cupy() else "cupy"
+    assert done.stdout.strip() == expected
+
+
+# ---------------------------------------------------------------------- CupyBackend's overrides
+def test_cupy_backend_overrides_keep_the_base_signatures():
+    # Importable without a GPU: the module imports only numpy at the top.
+    from gpubackprop.backends.base import Backend
+    from gpubackprop.backends.cupy_backend import CupyBackend
+
+    overrides = [name for name, member in vars(CupyBackend).items()
+                 if callable(member) and not name.startswith("__") and hasattr(Backend, name)]
+    # The operations a training step runs on the GPU are among them.
+    assert {"matmul", "bias_activation", "activation_backward", "mse_loss_grad", "sgd_update"} <= set(overrides)
+    for name in overrides:
+        assert inspect.signature(getattr(CupyBackend, name)) == inspect.signature(getattr(Backend, name)), name
