@@ -2,7 +2,8 @@
 on a CUDA GPU through CuPy, or on the CPU through NumPy, with the same API and numbers."""
 from .backends import Backend, BackendUnavailableError, available_backends, get_backend
 from .mlp import MLP
-from .validation import NonFiniteLossError
+from .checkpoint import CheckpointError
+from .validation import BatchTooLargeError, NonFiniteLossError
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "available_backends", "get_backend", "__version__"]
+__all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError", "available_backends", "get_backend", "__version__"]

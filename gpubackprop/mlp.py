@@ -29,9 +29,26 @@ class _Workspace:
         self.activations = [empty((batch, n), dtype) for n in sizes[1:]]
         # ∂L/∂a of each layer; turned into δ in place by the activation backward.
         self.grad_outputs = [empty((batch, n), dtype) for n in sizes[1:]]
-        self.grad_weights = [empty((n_out, n_in), dtype) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-        self.grad_biases = [empty((n_out,), dtype) for n_out in sizes[1:]]
-        self.loss = empty((), dtype)
+        # Every ∂L/∂W and ∂L/∂b is a view into one flat buffer, so that one reduction over it
+        # tells whether all of them are finite (train_step's check before the update).
+        self.grads = empty((sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:])),), dtype)
+        self.grad_weights, self.grad_biases, offset = [], [], 0
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            self.grad_weights.append(self.grads[offset:offset + n_out * n_in].reshape(n_out, n_in))
+            offset += n_out * n_in
+            self.grad_biases.append(self.grads[offset:offset + n_out])
+            offset += n_out
+        # [loss, sum of all gradients]: read back in ONE device-to-host transfer per step.
+        self.status = empty((2,), dtype)
+        self.loss = self.status[0:1].reshape(())  # 0-d views: the loss kernel writes status[0]
+        self.grad_sum = self.status[1:2].reshape(())
+
+    @staticmethod
+    def nbytes(sizes, batch: int, dtype) -> int:
+        """Bytes that the buffers of one batch size take (for the out-of-memory message)."""
+        per_row = sizes[0] + sizes[-1] + 2 * sum(sizes[1:])
+        grads = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        return (batch * per_row + grads + 2) * numpy.dtype(dtype).itemsize
 
 
 class MLP:
@@ -80,13 +97,40 @@ class MLP:
             out = backend.asarray(array, self.dtype)
             return out.copy() if backend.is_native(array) else out
 
-        self.weights = [to_backend(W) for W, _ in checked]
-        self.biases = [to_backend(b) for _, b in checked]
+        weights = [to_backend(W) for W, _ in checked]
+        biases = [to_backend(b) for _, b in checked]
+        # Every W and b becomes a view into one flat buffer, laid out as the workspace's ``grads``
+        # (W₁, b₁, W₂, b₂, ...), so that train_step updates all of them in one operation (one
+        # kernel launch). Replace parameters only through set_params, which keeps it so.
+        flat = backend.empty((sum(W.size + b.size for W, b in zip(weights, biases)),), self.dtype)
+        views, offset = [], 0
+        for array in (p for pair in zip(weights, biases) for p in pair):
+            view = flat[offset:offset + array.size].reshape(array.shape)
+            backend.copyto(view, array)
+            views.append(view)
+            offset += array.size
+        self.weights, self.biases = views[0::2], views[1::2]  # only once every conversion has succeeded
+        self._flat_params = (flat, self.weights, self.biases)
 
     def get_params(self):
         """A list of (W, b) per layer, as NumPy copies."""
         to_numpy = self.backend.to_numpy
         return [(to_numpy(W), to_numpy(b)) for W, b in zip(self.weights, self.biases)]
+
+    def save(self, path):
+        """Write the network (sizes, activations, dtype, every W and b) to the .npz file ``path``,
+        atomically. See ``gpubackprop.checkpoint``."""
+        from .checkpoint import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """The network saved at ``path``, bit for bit, on ``backend`` (None: the default one).
+        Raises ``CheckpointError`` for anything but a valid checkpoint. See ``gpubackprop.checkpoint``."""
+        from .checkpoint import load
+
+        return load(path, backend=backend, cls=cls)
 
     # ------------------------------------------------------------------ public API
     def forward(self, X):
@@ -104,19 +148,39 @@ class MLP:
         to_numpy = self.backend.to_numpy
         return loss, [(to_numpy(gW), to_numpy(gb)) for gW, gb in zip(ws.grad_weights, ws.grad_biases)]
 
-    def train_step(self, X, Y, lr):
+    def train_step(self, X, Y, lr, *, check_finite=True):
         """One SGD step on the batch (X, Y); returns the loss before the update.
 
-        A non-finite loss raises before any parameter is touched.
+        With ``check_finite`` (the default), a NaN/Inf in X, Y, the loss or any gradient raises
+        ``NonFiniteLossError`` before any parameter is touched: every weight and bias stays
+        bit-identical. The check costs one reduction over the gradients (not over X) and no extra
+        host synchronisation: the loss and the gradients' sum come back in one transfer.
+        ``check_finite=False`` skips it (and queues the update before reading the loss back): a
+        bad batch then silently turns the parameters into NaN/Inf and the NaN loss is returned.
         """
-        lr = validation.check_lr(lr)
+        lr = validation.check_lr(lr, self.dtype)
         X, Y = self._batch_inputs(X, Y)
         ws = self._workspace(X.shape[0])
-        loss = self._loss(X, Y, ws)
+        self._loss_async(X, Y, ws)
         self._backward(X, ws)
-        for W, b, gW, gb in zip(self.weights, self.biases, ws.grad_weights, ws.grad_biases):
-            self.backend.sgd_update(W, gW, lr)
-            self.backend.sgd_update(b, gb, lr)
+        if check_finite:
+            # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
+            # so the sum of every gradient is checked too; a NaN/Inf anywhere makes it non-finite.
+            self.backend.xp.sum(ws.grads, out=ws.grad_sum)
+            loss, grad_sum = ws.status.tolist()  # the one host synchronisation of a step
+            if not math.isfinite(loss):
+                raise validation.NonFiniteLossError(loss)
+            if not math.isfinite(grad_sum):
+                raise validation.NonFiniteLossError(loss, "gradients")
+        flat, weights, biases = self._flat_params
+        if self.weights is weights and self.biases is biases:  # W, b are still views of flat
+            self.backend.sgd_update(flat, ws.grads, lr)  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
+        else:
+            for W, b, gW, gb in zip(self.weights, self.biases, ws.grad_weights, ws.grad_biases):
+                self.backend.sgd_update(W, gW, lr)
+                self.backend.sgd_update(b, gb, lr)
+        if not check_finite:
+            loss = float(ws.loss)
         return loss
 
     def trace(self, X, Y):
@@ -149,11 +213,15 @@ class MLP:
             inputs = a
         return inputs
 
-    def _loss(self, X, Y, ws, trace=None) -> float:
-        """Forward pass, then L and ∂L/∂ŷ into the last layer's grad_outputs."""
+    def _loss_async(self, X, Y, ws, trace=None):
+        """Forward pass, then L into ws.loss and ∂L/∂ŷ into the last layer's grad_outputs;
+        returns ws.loss (on the device: nothing waits)."""
         yhat = self._forward(X, ws, trace)
-        loss = self.backend.mse_loss_grad(yhat, Y, ws.grad_outputs[-1], ws.loss)
-        value = float(loss)  # the one host synchronisation of a step
+        return self.backend.mse_loss_grad(yhat, Y, ws.grad_outputs[-1], ws.loss)
+
+    def _loss(self, X, Y, ws, trace=None) -> float:
+        """``_loss_async``, read back as a float; a NaN/Inf loss raises NonFiniteLossError."""
+        value = float(self._loss_async(X, Y, ws, trace))  # a host synchronisation
         if not math.isfinite(value):
             raise validation.NonFiniteLossError(value)
         return value
@@ -181,8 +249,25 @@ class MLP:
     def _workspace(self, batch: int) -> _Workspace:
         ws = self._workspaces.get(batch)
         if ws is None:
-            ws = self._workspaces[batch] = _Workspace(self.backend, self.layer_sizes, batch, self.dtype)
+            try:
+                ws = _Workspace(self.backend, self.layer_sizes, batch, self.dtype)
+            except MemoryError as exc:  # numpy's _ArrayMemoryError, cupy's OutOfMemoryError
+                raise self._batch_too_large(batch, exc) from None  # from None: frees the partial buffers
+            self._workspaces[batch] = ws
         return ws
+
+    def _batch_too_large(self, batch, exc):
+        nbytes = _Workspace.nbytes(self.layer_sizes, batch, self.dtype)
+        try:
+            device = self.backend.device_name()
+        except Exception:  # the message matters more than the device's name
+            device = "device"
+        return validation.BatchTooLargeError(
+            f"a batch of {batch} rows does not fit: its buffers need {nbytes} bytes ({nbytes / 2**30:.1f} GiB) "
+            f"for layer_sizes {self.layer_sizes} in {self.dtype.name} on the {self.backend.name} backend "
+            f"({device}), and allocating them failed ({type(exc).__name__}: {exc}); nothing was changed: "
+            f"use smaller batches (e.g. fit(..., batch_size=...) or predict(X, batch_size=...))",
+            batch, nbytes)
 
     def _batch_inputs(self, X, Y=None):
         """X (and Y) as C-contiguous backend arrays of our dtype, checked for shape.

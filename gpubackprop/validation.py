@@ -1,6 +1,19 @@
 """Checks at the API boundary: each error names the argument, what was expected and what came.
 
 Done once per call on shapes and dtypes only (no pass over the data), before anything changes.
+``as_batch`` is the single place where user arrays become backend arrays.
+
+What each kind of bad input gets:
+
+- a non-array that NumPy cannot read as a regular numeric array (None, a string, a dict, ragged
+  lists), object/str/bytes/complex/datetime dtypes: ``TypeError`` (ragged lists: ``ValueError``);
+- wrong number of dimensions, features or outputs, mismatched or empty batches: ``ValueError``;
+- int and bool arrays: accepted, cast to the network's dtype (as are other float widths);
+- a GPU array (``__cuda_array_interface__``, e.g. CuPy) given to a numpy-backend network:
+  ``TypeError`` saying how to move it to the host; it is never copied silently. A NumPy array
+  given to a cupy-backend network is uploaded to the device (one host-to-device copy);
+- ``lr`` not a real number: ``TypeError``; not finite and positive (in the network's dtype):
+  ``ValueError``.
 """
 from __future__ import annotations
 
@@ -9,19 +22,46 @@ import numbers
 
 import numpy
 
+_REAL_KINDS = "fiub"  # float, signed int, unsigned int, bool: castable to the network's dtype
+_DTYPE_MAX = {numpy.dtype("float32"): float(numpy.finfo(numpy.float32).max),
+              numpy.dtype("float64"): float(numpy.finfo(numpy.float64).max)}
+
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss of a step was NaN or infinite; no parameter was changed."""
+    """A training step met NaN or Inf (in the loss or in the gradients); no parameter was changed.
 
-    def __init__(self, loss: float):
+    ``loss`` holds the loss value of the step (itself finite when only the gradients were not:
+    e.g. an Inf input behind a saturated sigmoid).
+    """
+
+    def __init__(self, loss: float, where: str = "loss"):
+        if where == "loss":
+            what = f"the loss is {loss!r}, not finite"
+        else:
+            what = f"the loss is {loss!r} but the {where} hold NaN/Inf values (or values so large their sum overflows)"
         super().__init__(
-            f"the loss is {loss!r}, not finite: the inputs or targets hold NaN/Inf values, or "
-            f"training diverged (learning rate too high?); no parameter was changed"
+            f"{what}: the inputs or targets hold NaN/Inf values, or training diverged "
+            f"(learning rate too high?); no parameter was changed"
         )
         self.loss = loss
+        self.where = where
+
+
+class BatchTooLargeError(MemoryError):
+    """The buffers for one batch do not fit in the backend's memory; nothing was changed.
+
+    ``batch`` and ``nbytes`` (what the buffers of that batch size need) are attributes.
+    """
+
+    def __init__(self, message: str, batch: int, nbytes: int):
+        super().__init__(message)
+        self.batch = batch
+        self.nbytes = nbytes
 
 
 def check_layer_sizes(layer_sizes) -> list[int]:
+    if isinstance(layer_sizes, (str, bytes)):
+        raise TypeError(f"layer_sizes must be a sequence of positive ints such as [2, 2, 1], got {layer_sizes!r}")
     try:
         sizes = list(layer_sizes)
     except TypeError:
@@ -29,7 +69,7 @@ def check_layer_sizes(layer_sizes) -> list[int]:
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least 2 entries (inputs and outputs), got {sizes!r}")
     for size in sizes:
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        if isinstance(size, (bool, numpy.bool_)) or not isinstance(size, numbers.Integral):
             raise TypeError(f"layer_sizes must hold ints, got {size!r} ({type(size).__name__}) in {sizes!r}")
         if size < 1:
             raise ValueError(f"layer_sizes must be positive, got {size} in {sizes!r}")
@@ -37,7 +77,7 @@ def check_layer_sizes(layer_sizes) -> list[int]:
 
 
 def check_choice(argument: str, value, choices) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{argument} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
@@ -45,53 +85,83 @@ def check_choice(argument: str, value, choices) -> str:
 def check_dtype(dtype, choices) -> numpy.dtype:
     try:
         name = numpy.dtype(dtype).name
-    except TypeError:
+    except (TypeError, ValueError):
         name = None
     if name not in choices:
         raise ValueError(f"dtype must be one of {', '.join(map(repr, choices))}, got {dtype!r}")
     return numpy.dtype(name)
 
 
-def check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a positive finite number, got {lr!r} ({type(lr).__name__})")
-    lr = float(lr)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+def check_lr(lr, dtype=None) -> float:
+    """``lr`` as a Python float: a real number, finite and > 0 (and finite in ``dtype`` when given)."""
+    if type(lr) is not float:  # the common case skips the ABC check
+        if isinstance(lr, (bool, numpy.bool_)) or not isinstance(lr, numbers.Real):
+            raise TypeError(f"lr must be a positive finite number, got {lr!r} ({type(lr).__name__})")
+        lr = float(lr)
+    if not (0.0 < lr <= _DTYPE_MAX.get(dtype, math.inf)):  # False for NaN too
+        limit = "" if dtype is None else f" (and at most {_DTYPE_MAX[dtype]:.4g} for {dtype})"
+        raise ValueError(f"lr must be a positive finite number{limit}, got {lr!r}")
     return lr
 
 
+def _gpu_array_error(name: str, array) -> TypeError:
+    return TypeError(
+        f"{name} is a GPU array ({type(array).__module__}.{type(array).__name__}) but this network runs on "
+        f"the numpy backend (CPU); move it to the host first (e.g. {name}.get() for CuPy, {name}.cpu() "
+        f"for PyTorch), or build the network with backend='cupy'"
+    )
+
+
+def _to_numpy(array, name: str):
+    """``numpy.asarray(array)``, with the argument named in any error."""
+    try:
+        return numpy.asarray(array)
+    except (TypeError, ValueError, OverflowError) as exc:  # ragged lists, objects refusing conversion
+        kind = ValueError if isinstance(exc, ValueError) else TypeError
+        raise kind(f"{name} must be a regular array of real numbers, got {type(array).__name__} that NumPy "
+                   f"cannot convert ({type(exc).__name__}: {exc})") from None
+
+
+def _check_kind(array, name: str):
+    if array.dtype.kind not in _REAL_KINDS:
+        what = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"
+        raise TypeError(f"{name} must hold real numbers (float, int or bool), got {what}"
+                        + (f" from {type(array).__name__} input" if array.dtype.kind == "O" else ""))
+
+
 def as_batch(backend, array, name: str, features: int, batch: int | None = None):
-    """``array`` as a 2-D (batch, features) array of the backend's kind; no copy of the data.
+    """``array`` as a 2-D (batch, features) array of the backend's kind, or a NumPy array for the
+    backend to upload; no copy of the data, and no pass over it.
 
     A 1-D array is one feature per sample when features == 1.
     """
     if not backend.is_native(array):
-        if hasattr(array, "__cuda_array_interface__") and backend.name == "numpy":
-            raise TypeError(f"{name} is a GPU array but this network runs on the numpy backend; "
-                            f"move it to the host first (e.g. {name}.get() for CuPy)")
-        array = numpy.asarray(array)
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.ndim == 1 and features == 1:
+        if backend.name == "numpy" and hasattr(array, "__cuda_array_interface__"):
+            raise _gpu_array_error(name, array)
+        array = _to_numpy(array, name)
+    _check_kind(array, name)
+    shape = tuple(array.shape)
+    if len(shape) == 1 and features == 1:
         array = array.reshape(-1, 1)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (batch, {features}), got shape {tuple(array.shape)}")
-    if array.shape[1] != features:
-        raise ValueError(f"{name} must have {features} columns, got shape {tuple(array.shape)}")
-    if array.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(array.shape)})")
-    if batch is not None and array.shape[0] != batch:
-        raise ValueError(f"{name} has {array.shape[0]} rows but X has {batch}: they must match")
+    elif len(shape) != 2:
+        hint = f"; for one sample use {name}.reshape(1, -1)" if len(shape) == 1 else ""
+        raise ValueError(f"{name} must be 2-D (batch, {features}), got shape {shape}{hint}")
+    elif shape[1] != features:
+        raise ValueError(f"{name} must have {features} columns (batch, {features}), got shape {shape}")
+    rows = array.shape[0]
+    if rows == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); it needs at least one row")
+    if batch is not None and rows != batch:
+        raise ValueError(f"{name} has {rows} rows but X has {batch}: they must match")
     return array
 
 
 def check_params(params, layer_sizes, backend):
-    """The (W, b) pairs of ``params`` checked against ``layer_sizes``; raises before any change."""
-    try:
-        params = list(params)
-    except TypeError:
-        raise TypeError(f"params must be a list of (W, b) pairs, got {type(params).__name__}") from None
+    """The (W, b) pairs of ``params`` checked against ``layer_sizes``, as backend or NumPy arrays;
+    raises before any change."""
+    if isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"params must be a list of (W, b) pairs, got {type(params).__name__}")
+    params = list(params)
     n_layers = len(layer_sizes) - 1
     if len(params) != n_layers:
         raise ValueError(f"params must hold {n_layers} (W, b) pairs for layer_sizes {layer_sizes}, got {len(params)}")
@@ -102,11 +172,17 @@ def check_params(params, layer_sizes, backend):
         except (TypeError, ValueError):
             raise TypeError(f"params[{i}] must be a (W, b) pair, got {type(pair).__name__}") from None
         n_in, n_out = layer_sizes[i], layer_sizes[i + 1]
+        arrays = []
         for what, value, shape in (("W", W, (n_out, n_in)), ("b", b, (n_out,))):
-            arr = value if backend.is_native(value) else numpy.asarray(value)
-            if arr.dtype.kind not in "fiub":
-                raise TypeError(f"params[{i}] {what} must hold real numbers, got dtype {arr.dtype}")
+            name = f"params[{i}] {what}"
+            arr = value
+            if not backend.is_native(arr):
+                if backend.name == "numpy" and hasattr(arr, "__cuda_array_interface__"):
+                    raise _gpu_array_error(name, arr)
+                arr = _to_numpy(arr, name)
+            _check_kind(arr, name)
             if tuple(arr.shape) != shape:
-                raise ValueError(f"params[{i}] {what} must have shape {shape} (layer {n_in} -> {n_out}), got {tuple(arr.shape)}")
-        checked.append((W, b))
+                raise ValueError(f"{name} must have shape {shape} (layer {n_in} -> {n_out}), got {tuple(arr.shape)}")
+            arrays.append(arr)
+        checked.append(tuple(arrays))
     return checked
