@@ -1,0 +1,141 @@
+"""The CUDA sources compile with nvcc, without register spills, and hold every kernel CupyBackend calls.
+
+No GPU is needed: nvcc compiles for sm_80 (A100) and sm_90 (H100/H200) offline. Skipped, with the
+reason, where nvcc is absent. The flags mirror what CupyBackend gives NVRTC (--fmad=false).
+"""
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy
+import pytest
+
+from gpubackprop.backends.base import ACTIVATIONS
+from gpubackprop.backends.cupy_backend import CupyBackend, kernel_dir, kernel_source
+
+REPO = Path(__file__).resolve().parent.parent
+KERNEL_FILES = sorted((REPO / "kernels").glob("*.cu"))
+ARCHS = ("sm_80", "sm_90")
+REALS = ("float", "double")
+
+
+def find_nvcc():
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    for candidate in (os.environ.get("CUDA_HOME", ""), os.environ.get("CUDA_PATH", ""), "/usr/local/cuda"):
+        if candidate and os.access(os.path.join(candidate, "bin", "nvcc"), os.X_OK):
+            return os.path.join(candidate, "bin", "nvcc")
+    return None
+
+
+NVCC = find_nvcc()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (neither on PATH nor in CUDA_HOME or /usr/local/cuda)")
+
+
+def compile_with_ptxas_report(source: Path, real: str, tmp_path: Path):
+    """nvcc's ptxas report for ``source`` compiled for every arch in ARCHS; fails on any error."""
+    gencode = [flag for arch in ARCHS for flag in ("-gencode", f"arch=compute_{arch[3:]},code={arch}")]
+    command = [NVCC, f"-DGB_REAL={real}", "-fmad=false", "-Xptxas", "-v", *gencode,
+               "-c", str(source), "-o", str(tmp_path / "out.o")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)}\n{report}"
+    assert not re.search(r"\berror\b", report, re.IGNORECASE), report
+    return report
+
+
+def entry_functions(report: str):
+    """{(function, arch): (spill stores, spill loads)} from ptxas -v output."""
+    found = {}
+    current = None
+    for line in report.splitlines():
+        match = re.search(r"Compiling entry function '(\w+)' for '(sm_\d+)'", line)
+        if match:
+            current = match.groups()
+            continue
+        match = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if match and current is not None:
+            found[current] = tuple(int(n) for n in match.groups())
+            current = None
+    return found
+
+
+def test_kernel_sources_are_there():
+    assert {path.name for path in KERNEL_FILES} >= {"activations.cu", "loss.cu", "sgd.cu"}
+
+
+@needs_nvcc
+@pytest.mark.parametrize("real", REALS)
+@pytest.mark.parametrize("source", KERNEL_FILES, ids=lambda path: path.name)
+def test_kernel_file_compiles_without_spills(source, real, tmp_path):
+    functions = entry_functions(compile_with_ptxas_report(source, real, tmp_path))
+    # Kernels written out (not those a macro stamps, whose template line ends in a backslash).
+    plain = "\n".join(line for line in source.read_text().splitlines() if not line.rstrip().endswith("\\"))
+    declared = set(re.findall(r'extern "C" __global__ void (\w+)\(', plain))
+    names = {name for name, _ in functions}
+    assert names, "ptxas reported no entry function"
+    assert declared <= names  # macro-made kernels are found through ptxas, direct ones both ways
+    for name in names:
+        for arch in ARCHS:
+            assert (name, arch) in functions, f"{name} not compiled for {arch}"
+            assert functions[name, arch] == (0, 0), f"{name} on {arch} spills registers: {functions[name, arch]}"
+
+
+def called_kernel_names():
+    """Every kernel name CupyBackend asks for, found by running its methods with a recording stub."""
+    names = set()
+
+    def record(name, dtype):
+        names.add(name)
+        return lambda grid, block, args: None
+
+    stub = object.__new__(CupyBackend)  # no __init__: no CuPy device needed
+    stub.xp = numpy
+    stub._max_blocks = 1
+    stub.kernel = record
+    for dtype in ("float32", "float64"):
+        x = numpy.zeros((3, 2), dtype)
+        for activation in ACTIVATIONS:
+            stub.bias_activation(x, numpy.zeros(2, dtype), activation)
+            stub.activation_backward(x, x, activation, numpy.zeros_like(x))
+        stub.mse_loss_grad(x, x, numpy.zeros_like(x), numpy.zeros((), dtype))
+        stub.sgd_update(x, x, 0.1)
+    return names
+
+
+def test_kernel_source_holds_every_kernel_the_backend_calls():
+    names = called_kernel_names()
+    # forward for every activation, backward for those with a derivative kernel, loss, SGD
+    assert {f"bias_{a}_forward" for a in ACTIVATIONS} <= names
+    assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad", "sgd_update"} <= names
+    for dtype, ctype in (("float32", "float"), ("float64", "double")):
+        source = kernel_source(dtype)
+        assert f"#define GB_REAL {ctype}" in source
+        for name in names:
+            assert re.search(rf"\b{name}\b", source), f"kernel {name} missing from kernel_source({dtype!r})"
+
+
+def test_kernel_dir_holds_these_sources(monkeypatch):
+    monkeypatch.delenv("GPUBACKPROP_KERNEL_DIR", raising=False)
+    found = kernel_dir()
+    for path in KERNEL_FILES:
+        assert (found / path.name).read_text() == path.read_text(), f"{found / path.name} differs from {path}"
+    monkeypatch.setenv("GPUBACKPROP_KERNEL_DIR", "/nonexistent/kernels")  # the documented override wins
+    assert kernel_dir() == Path("/nonexistent/kernels")
+
+
+@needs_nvcc
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_assembled_translation_unit_compiles_with_every_called_kernel(dtype, tmp_path):
+    # kernel_source() is what NVRTC compiles at run time: all files in one unit, GB_REAL defined once.
+    source = tmp_path / f"gpubackprop_{dtype}.cu"
+    source.write_text(kernel_source(dtype))
+    real = "float" if dtype == "float32" else "double"
+    functions = entry_functions(compile_with_ptxas_report(source, real, tmp_path))
+    compiled = {name for name, _ in functions}
+    missing = called_kernel_names() - compiled
+    assert not missing, f"called by CupyBackend but not compiled: {missing}"
+    assert all(spills == (0, 0) for spills in functions.values()), functions
