@@ -183,6 +183,21 @@ class MLP:
             loss = float(ws.loss)
         return loss
 
+    def fit(self, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
+        """Mini-batch SGD over ``epochs`` passes of (X, Y); returns a ``training.History``
+        (per epoch: loss, val_loss with validation_data, seconds, samples_per_s).
+        See ``gpubackprop.training.fit``."""
+        from .training import fit
+
+        return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
+                   progress=progress, validation_data=validation_data)
+
+    def predict(self, X, batch_size=None):
+        """ŷ for every row of X as a NumPy array, computed in chunks. See ``gpubackprop.training.predict``."""
+        from .training import predict
+
+        return predict(self, X, batch_size=batch_size)
+
     def trace(self, X, Y):
         """Every intermediate quantity of one forward and backward pass, as NumPy arrays.
 

@@ -22,6 +22,8 @@ import numbers
 
 import numpy
 
+from . import interop
+
 _REAL_KINDS = "fiub"  # float, signed int, unsigned int, bool: castable to the network's dtype
 _DTYPE_MAX = {numpy.dtype("float32"): float(numpy.finfo(numpy.float32).max),
               numpy.dtype("float64"): float(numpy.finfo(numpy.float64).max)}
@@ -135,6 +137,7 @@ def as_batch(backend, array, name: str, features: int, batch: int | None = None)
 
     A 1-D array is one feature per sample when features == 1.
     """
+    array = interop.as_native(backend, array, name)  # DLPack objects (torch, JAX, ...) as zero-copy views
     if not backend.is_native(array):
         if backend.name == "numpy" and hasattr(array, "__cuda_array_interface__"):
             raise _gpu_array_error(name, array)

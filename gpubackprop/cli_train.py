@@ -1,0 +1,306 @@
+"""``gpubackprop train``: fit an MLP to a data file (or the built-in task), report, save, plot.
+
+Data: ``--data FILE.npz`` with arrays ``X`` (samples, features) and ``Y`` (samples, targets) or
+(samples,); ``--data FILE.csv`` with the targets picked by ``--target-columns`` (indices or header
+names; default: the last column) and the other columns as features; or, without ``--data``, the
+built-in task z = sin(x)·cos(y) + noise on x, y ~ U(-3, 3), drawn from ``--seed``.
+A share ``--val-fraction`` of the samples is held out for validation.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy
+
+# Defaults chosen so that the built-in task trains robustly: over 10 seeds, 50 epochs take the
+# training loss 25-35x below the first epoch's (numpy backend, about 0.5 s on one CPU core).
+DEFAULT_HIDDEN = (32, 32)
+DEFAULT_LR = 0.2
+DEFAULT_BATCH = 32
+DEFAULT_EPOCHS = 50
+BUILTIN_SAMPLES = 10240
+BUILTIN_NOISE = 0.05
+BUILTIN_RANGE = 3.0
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message says what is wrong with it."""
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", metavar="FILE", help="FILE.npz (arrays X and Y) or FILE.csv; default: the built-in task")
+    parser.add_argument("--target-columns", metavar="COLS",
+                        help="CSV only: comma-separated target columns, 0-based indices or header names (default: the last)")
+    parser.add_argument("--samples", type=int, default=BUILTIN_SAMPLES,
+                        help=f"built-in task only: samples drawn, validation share included (default {BUILTIN_SAMPLES})")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of the samples held out for validation (default 0.2; 0 for none)")
+    parser.add_argument("--layers", metavar="SIZES",
+                        help="layer sizes, e.g. 2,32,32,1 (default: inputs,32,32,outputs of the data)")
+    parser.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"), help="hidden activation (default sigmoid)")
+    parser.add_argument("--output-activation", default="identity", choices=("identity", "sigmoid"), help="output activation (default identity)")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"passes over the training data (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"mini-batch size (default {DEFAULT_BATCH})")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"SGD learning rate (default {DEFAULT_LR})")
+    parser.add_argument("--backend", default="auto", help="auto (default), numpy or cupy")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="default float32")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the built-in data, the split, the initial weights and the shuffling (default 0)")
+    parser.add_argument("--save", metavar="MODEL.npz", help="save the trained network (gpubackprop.MLP.load reads it back)")
+    parser.add_argument("--plot", metavar="LOSS.png", help="draw the loss per epoch (needs matplotlib: pip install 'gpubackprop[plot]')")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress line (default: only when stderr is a terminal)")
+
+
+# ---------------------------------------------------------------------- data
+def builtin_task(samples: int, seed: int):
+    """x, y ~ U(-3, 3); z = sin(x)·cos(y) + N(0, 0.05²). Returns X (samples, 2), Y (samples, 1)."""
+    if samples < 2:
+        raise DataError(f"--samples must be at least 2, got {samples}")
+    rng = numpy.random.default_rng(seed)
+    X = rng.uniform(-BUILTIN_RANGE, BUILTIN_RANGE, size=(samples, 2))
+    Y = numpy.sin(X[:, :1]) * numpy.cos(X[:, 1:]) + BUILTIN_NOISE * rng.standard_normal((samples, 1))
+    return X, Y
+
+
+def load_data(path, target_columns=None):
+    """(X, Y) as 2-D float64 arrays from an .npz or .csv file; DataError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        if target_columns is not None:
+            raise DataError("--target-columns applies to CSV files only; an .npz file names its arrays X and Y")
+        X, Y = _load_npz(path)
+    elif suffix == ".csv":
+        X, Y = _load_csv(path, target_columns)
+    else:
+        raise DataError(f"data file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .npz (arrays X, Y) or .csv")
+    return _check_shapes(path, X, Y)
+
+
+def _load_npz(path):
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            missing = [name for name in ("X", "Y") if name not in names]
+            if missing:
+                raise DataError(f"{path}: no array named {' or '.join(missing)}; the file holds "
+                                f"{', '.join(names) or 'no arrays'} (expected X: (samples, features) and Y: (samples, targets))")
+            return archive["X"], archive["Y"]
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_shapes(path, X, Y):
+    for name, array in (("X", X), ("Y", Y)):
+        if array.dtype.kind not in "fiub":
+            raise DataError(f"{path}: {name} must hold numbers, got dtype {array.dtype}")
+        if array.ndim not in (1, 2):
+            raise DataError(f"{path}: {name} must be 1-D or 2-D (samples, columns), got shape {array.shape}")
+        if array.shape[0] == 0:
+            raise DataError(f"{path}: {name} has no samples (shape {array.shape})")
+    X = X.reshape(-1, 1) if X.ndim == 1 else X
+    Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
+    if X.shape[0] != Y.shape[0]:
+        raise DataError(f"{path}: X has {X.shape[0]} samples but Y has {Y.shape[0]}; they must match (shapes {X.shape} and {Y.shape})")
+    if 0 in X.shape or 0 in Y.shape:
+        raise DataError(f"{path}: X and Y need at least one column each, got shapes {X.shape} and {Y.shape}")
+    X, Y = X.astype(numpy.float64), Y.astype(numpy.float64)
+    for name, array in (("X", X), ("Y", Y)):
+        if not numpy.isfinite(array).all():
+            bad = numpy.argwhere(~numpy.isfinite(array))[0]
+            raise DataError(f"{path}: {name} holds a NaN or infinite value (first at row {bad[0]}, column {bad[1]})")
+    return X, Y
+
+
+def _number(cell):
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _load_csv(path, target_columns):
+    try:
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({type(exc).__name__}: {exc})") from None
+    if not rows:
+        raise DataError(f"{path}: the CSV file is empty")
+    header = None
+    if all(_number(cell) is None for cell in rows[0]):
+        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    if not rows:
+        raise DataError(f"{path}: the CSV file has a header but no data rows")
+    width = len(header) if header else len(rows[0])
+    if width < 2:
+        raise DataError(f"{path}: need at least 2 columns (features and targets), got {width}")
+    values = numpy.empty((len(rows), width))
+    first_line = 2 if header else 1
+    for r, row in enumerate(rows):
+        if len(row) != width:
+            raise DataError(f"{path}, data row {r + 1} (line {r + first_line} of non-blank lines): {len(row)} columns, expected {width}")
+        for c, cell in enumerate(row):
+            number = _number(cell)
+            if number is None:
+                column = f"column {c}" + (f" ({header[c]!r})" if header else "")
+                raise DataError(f"{path}, data row {r + 1}, {column}: {cell.strip()!r} is not a number")
+            values[r, c] = number
+    targets = _target_indices(path, target_columns, header, width)
+    features = [c for c in range(width) if c not in targets]
+    if not features:
+        raise DataError(f"{path}: every column is a target; leave at least one feature column")
+    return values[:, features], values[:, targets]
+
+
+def _target_indices(path, spec, header, width):
+    if spec is None:
+        return [width - 1]
+    indices = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            raise DataError(f"--target-columns {spec!r} has an empty entry")
+        try:
+            index = int(item)
+        except ValueError:
+            if header is None or item not in header:
+                known = f"the header names {', '.join(header)}" if header else "the file has no header, so use 0-based indices"
+                raise DataError(f"--target-columns: no column {item!r} in {path} ({known})") from None
+            index = header.index(item)
+        if not -width <= index < width:
+            raise DataError(f"--target-columns: column {index} is out of range for {path}, which has {width} columns")
+        index %= width
+        if index not in indices:
+            indices.append(index)
+    return indices
+
+
+def split(X, Y, val_fraction: float, seed: int):
+    """(train, val or None), shuffled by ``seed``; val holds round(val_fraction · samples) rows."""
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    n = X.shape[0]
+    n_val = int(round(val_fraction * n))
+    if n_val == 0:
+        return (X, Y), None
+    if n - n_val < 1:
+        raise DataError(f"--val-fraction {val_fraction} leaves no training samples out of {n}")
+    order = numpy.random.default_rng([seed, 1]).permutation(n)
+    train, val = order[n_val:], order[:n_val]
+    return (X[train], Y[train]), (X[val], Y[val])
+
+
+def parse_layers(spec, n_in, n_out):
+    if spec is None:
+        return [n_in, *DEFAULT_HIDDEN, n_out]
+    try:
+        sizes = [int(part) for part in spec.split(",")]
+    except ValueError:
+        raise DataError(f"--layers must be comma-separated ints such as 2,32,32,1, got {spec!r}") from None
+    if len(sizes) < 2 or sizes[0] != n_in or sizes[-1] != n_out:
+        raise DataError(f"--layers {spec} does not fit the data: it has {n_in} input and {n_out} output "
+                        f"columns, so the layers must read {n_in},...,{n_out}")
+    return sizes
+
+
+# ---------------------------------------------------------------------- plot
+def plot_history(history, path, title):
+    """Training (and validation) loss per epoch, log scale, written to ``path`` (no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    epochs = history["epoch"]
+    ax.plot(epochs, history["loss"], marker="o", markersize=2.5, label="training loss (mean over the epoch's steps)")
+    if history.val_loss:
+        ax.plot(epochs, history.val_loss, marker="s", markersize=2.5, label="validation loss (end of epoch)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss  L = 1/(2B) Σ (ŷ − y)²")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+# ---------------------------------------------------------------------- main
+def main(args) -> int:
+    try:
+        return _run(args)
+    except DataError as exc:
+        print(f"gpubackprop train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import gpubackprop as gb
+
+    from .cli import describe_backend
+    from .validation import NonFiniteLossError
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise DataError("--plot needs matplotlib: pip install 'gpubackprop[plot]'") from None
+    if args.save and not hasattr(gb.MLP, "save"):
+        raise DataError("--save needs checkpoint support (MLP.save), which this version of gpubackprop lacks")
+
+    if args.data:
+        X, Y = load_data(args.data, args.target_columns)
+        source = f"{args.data}: X {X.shape}, Y {Y.shape}"
+    else:
+        if args.target_columns is not None:
+            raise DataError("--target-columns needs --data FILE.csv")
+        X, Y = builtin_task(args.samples, args.seed)
+        source = (f"built-in task z = sin(x)·cos(y) + N(0, {BUILTIN_NOISE}²), x, y ~ U(-{BUILTIN_RANGE:g}, "
+                  f"{BUILTIN_RANGE:g}), seed {args.seed}")
+    (X_train, Y_train), val = split(X, Y, args.val_fraction, args.seed)
+    sizes = parse_layers(args.layers, X.shape[1], Y.shape[1])
+
+    net = gb.MLP(sizes, hidden_activation=args.activation, output_activation=args.output_activation,
+                 dtype=args.dtype, backend=args.backend, seed=args.seed)
+    backend = net.backend
+    print(f"backend: {describe_backend(backend)}")
+    print(f"data: {source}; {X_train.shape[0]} training, {0 if val is None else val[0].shape[0]} validation samples")
+    print(f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden, {args.output_activation} output, "
+          f"{args.dtype}; SGD lr {args.lr:g}, batch {args.batch_size}, {args.epochs} epochs")
+    try:
+        history = net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          seed=args.seed, progress=args.progress, validation_data=val)
+    except NonFiniteLossError as exc:
+        print(f"gpubackprop train: error: training diverged: {exc}; try a smaller --lr", file=sys.stderr)
+        return 1
+
+    every = 1 if len(history) <= 20 else max(1, len(history) // 10)
+    for record in history:
+        if record["epoch"] in (1, len(history)) or record["epoch"] % every == 0:
+            val_text = f"  val {record['val_loss']:.3e}" if "val_loss" in record else ""
+            print(f"epoch {record['epoch']:4d}  loss {record['loss']:.3e}{val_text}  "
+                  f"{record['seconds']:.3f} s  {record['samples_per_s']:,.0f} samples/s")
+
+    if args.save:
+        net.save(args.save)
+        print(f"saved the network to {args.save}")
+    if args.plot:
+        title = (f"gpubackprop train: {'-'.join(map(str, sizes))} {args.activation}, {args.dtype}, "
+                 f"lr {args.lr:g}, batch {args.batch_size}\nbackend {backend.name} ({backend.device_name()})")
+        plot_history(history, args.plot, title)
+        print(f"saved the loss curve to {args.plot}")
+
+    first, last = history.loss[0], history.loss[-1]
+    seconds = sum(history["seconds"])
+    val_text = f", val loss {history.val_loss[-1]:.3e}" if history.val_loss else ""
+    print(f"final: train loss {last:.3e} ({first / last:.1f}x below the first epoch's {first:.3e}){val_text}; "
+          f"{X_train.shape[0] * len(history) / seconds:,.0f} samples/s ({len(history)} epochs in {seconds:.2f} s)")
+    return 0

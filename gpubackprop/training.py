@@ -1,0 +1,250 @@
+"""Training on a whole data set: ``fit`` (mini-batch SGD over epochs) and ``predict`` (chunked).
+
+``fit`` moves the data to the backend's device once, then each epoch shuffles an index vector in
+place and gathers every mini-batch into a preallocated buffer (``take(..., out=buf)``): no array
+is allocated per batch and the data set is never copied per epoch. Each batch goes through
+``MLP.train_step``, so the math lives in one place. The last, partial batch of an epoch is used,
+with its own (cached) workspace size.
+
+The training loss reported for an epoch is the batch-size-weighted mean of the losses that
+``train_step`` returned during the epoch (each one before its update): the mean per-sample loss
+over the epoch while the parameters were moving, not a second pass at the epoch's end. The
+validation loss is measured at the end of the epoch, at the epoch's final parameters.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import sys
+import time
+
+import numpy
+
+from . import validation
+
+# predict()'s default chunk: rows such that the widest activation buffer holds about this many
+# elements (16 MiB in float32), so that huge X never needs a batch-sized workspace of its own.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+class History:
+    """What ``fit`` measured, one record per epoch.
+
+    Each record is a dict: ``epoch`` (1-based), ``loss`` (training loss: the batch-size-weighted
+    mean of the epoch's step losses), ``val_loss`` (only with validation data), ``seconds`` (wall
+    time of the epoch's training steps, validation excluded) and ``samples_per_s``.
+    ``history["loss"]`` gives one column as a list; ``len(history)`` the number of epochs.
+    """
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def __len__(self):
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if self.records and key not in self.records[0]:
+                raise KeyError(f"{key!r}; the history holds {', '.join(self.records[0])}")
+            return [record[key] for record in self.records]
+        return self.records[key]
+
+    @property
+    def loss(self) -> list[float]:
+        return self["loss"]
+
+    @property
+    def val_loss(self) -> list[float]:
+        return self["val_loss"] if self.records and "val_loss" in self.records[0] else []
+
+    def __repr__(self):
+        if not self.records:
+            return "History(0 epochs)"
+        last = self.records[-1]
+        val = f", val_loss={last['val_loss']:.4g}" if "val_loss" in last else ""
+        return f"History({len(self)} epochs, loss={last['loss']:.4g}{val}, samples_per_s={last['samples_per_s']:.4g})"
+
+
+# ---------------------------------------------------------------------- progress
+def progress_wanted(progress, stream=None) -> bool:
+    """``progress`` None means: only when ``stream`` (stderr) is a terminal and not under CI."""
+    if progress is not None:
+        return bool(progress)
+    stream = sys.stderr if stream is None else stream
+    try:
+        tty = stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        tty = False
+    return tty and not os.environ.get("CI")
+
+
+class ProgressLine:
+    """One self-overwriting status line on stderr: epoch, share of the epoch, loss, samples/s.
+
+    Redrawn at most every ``interval`` seconds, and at the end of every epoch.
+    """
+
+    def __init__(self, epochs: int, samples: int, stream=None, interval: float = 0.1):
+        self.epochs, self.samples = epochs, samples
+        self.stream = sys.stderr if stream is None else stream
+        self.interval = interval
+        self._next_draw = 0.0
+        self._width = 0
+
+    def update(self, epoch: int, done: int, loss: float, rate: float, force: bool = False, val_loss=None):
+        now = time.monotonic()
+        if not force and now < self._next_draw:
+            return
+        self._next_draw = now + self.interval
+        text = (f"epoch {epoch}/{self.epochs} {100 * done // self.samples:3d}%  "
+                f"loss {loss:.4g}" + (f"  val {val_loss:.4g}" if val_loss is not None else "")
+                + f"  {rate:,.0f} samples/s")
+        pad = max(0, self._width - len(text))
+        self._width = len(text)
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+
+    def close(self):
+        if self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ---------------------------------------------------------------------- helpers
+def _positive_int(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _to_device(net, X, Y, what=""):
+    """(X, Y) checked and placed on the net's device in its dtype, C-contiguous; copied only when
+    they are not already in that form."""
+    backend = net.backend
+    X = validation.as_batch(backend, X, f"{what}X", net.layer_sizes[0])
+    Y = validation.as_batch(backend, Y, f"{what}Y", net.layer_sizes[-1], batch=X.shape[0])
+    return backend.asarray(X, net.dtype), backend.asarray(Y, net.dtype)
+
+
+def _gather(backend, source, index, out):
+    """out[i] = source[index[i]] without a temporary."""
+    if backend.name == "numpy":
+        # mode="raise" (the default) buffers ``out``; the indices are a permutation, always valid.
+        numpy.take(source, index, axis=0, out=out, mode="clip")
+    else:
+        backend.xp.take(source, index, axis=0, out=out)
+    return out
+
+
+def _mean_loss(net, X, Y, chunk: int) -> float:
+    """L = 1/(2N) Σ (ŷ − y)² over (X, Y) at the current parameters, in chunks of ``chunk`` rows."""
+    xp, n = net.backend.xp, X.shape[0]
+    total = 0.0
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        diff = net.forward(X[start:stop])
+        xp.subtract(diff, Y[start:stop], out=diff)
+        flat = diff.reshape(-1)
+        total += float(xp.dot(flat, flat))
+    return 0.5 * total / n
+
+
+# ---------------------------------------------------------------------- fit / predict
+def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
+    """Train ``net`` with mini-batch SGD; returns a :class:`History`.
+
+    X: (samples, inputs), Y: (samples, outputs) or (samples,) when there is one output; NumPy,
+    backend or any DLPack array (see ``gpubackprop.interop``). ``shuffle``: a new permutation per
+    epoch, drawn from ``numpy.random.default_rng(seed)`` on the host (the same batches on every
+    backend for the same seed). ``progress``: a status line on stderr; None shows it only when
+    stderr is a terminal (and the CI environment variable is unset). ``validation_data``: an
+    (X_val, Y_val) pair whose loss is measured after each epoch.
+    """
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    lr = validation.check_lr(lr)
+    backend = net.backend
+    X, Y = _to_device(net, X, Y)
+    val = None
+    if validation_data is not None:
+        try:
+            X_val, Y_val = validation_data
+        except (TypeError, ValueError):
+            raise TypeError(f"validation_data must be an (X, Y) pair, got {type(validation_data).__name__}") from None
+        val = _to_device(net, X_val, Y_val, what="validation ")
+
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    n_full, rest = divmod(n, batch_size)
+    # (start, stop, X buffer, Y buffer) per batch; the buffers are shared by all full batches.
+    if shuffle:
+        rng = numpy.random.default_rng(seed)
+        order = numpy.arange(n, dtype=numpy.int64)  # shuffled in place each epoch
+        order_dev = order if backend.name == "numpy" else backend.asarray(order, numpy.int64)
+        full_bufs = (backend.empty((batch_size, X.shape[1]), net.dtype), backend.empty((batch_size, Y.shape[1]), net.dtype))
+        rest_bufs = (backend.empty((rest, X.shape[1]), net.dtype), backend.empty((rest, Y.shape[1]), net.dtype)) if rest else None
+    batches = [(i * batch_size, (i + 1) * batch_size) for i in range(n_full)]
+    if rest:
+        batches.append((n_full * batch_size, n))
+
+    bar = ProgressLine(epochs, n) if progress_wanted(progress) else None
+    history = History()
+    try:
+        for epoch in range(1, epochs + 1):
+            start_time = time.perf_counter()
+            if shuffle:
+                rng.shuffle(order)
+                if order_dev is not order:
+                    backend.copyto(order_dev, order)
+            weighted = 0.0
+            for start, stop in batches:
+                if shuffle:
+                    xb, yb = full_bufs if stop - start == batch_size else rest_bufs
+                    index = order_dev[start:stop]
+                    _gather(backend, X, index, xb)
+                    _gather(backend, Y, index, yb)
+                else:  # row slices of C-contiguous arrays: used in place, no gather needed
+                    xb, yb = X[start:stop], Y[start:stop]
+                loss = net.train_step(xb, yb, lr)
+                weighted += loss * (stop - start)
+                if bar is not None:
+                    elapsed = time.perf_counter() - start_time
+                    bar.update(epoch, stop, weighted / stop, stop / elapsed if elapsed > 0 else 0.0)
+            backend.synchronize()
+            seconds = time.perf_counter() - start_time
+            record = {"epoch": epoch, "loss": weighted / n}
+            if val is not None:
+                record["val_loss"] = _mean_loss(net, val[0], val[1], chunk=max(batch_size, _predict_chunk(net)))
+            record["seconds"] = seconds
+            record["samples_per_s"] = n / seconds if seconds > 0 else math.inf
+            history.records.append(record)
+            if bar is not None:
+                bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"))
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _predict_chunk(net) -> int:
+    return max(256, _CHUNK_ELEMENTS // max(net.layer_sizes[1:]))
+
+
+def predict(net, X, batch_size=None):
+    """ŷ for every row of X as a NumPy array (samples, outputs), computed ``batch_size`` rows at a
+    time (default: chunks sized so the widest layer's buffer stays near 16 MiB)."""
+    chunk = _predict_chunk(net) if batch_size is None else _positive_int("batch_size", batch_size)
+    X = validation.as_batch(net.backend, X, "X", net.layer_sizes[0])
+    n = X.shape[0]
+    out = numpy.empty((n, net.layer_sizes[-1]), dtype=net.dtype)
+    to_numpy = net.backend.to_numpy
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        out[start:stop] = to_numpy(net.forward(X[start:stop]))
+    return out

@@ -1,0 +1,237 @@
+"""MLP.fit and MLP.predict: learning, determinism, batching, chunking, allocation."""
+import tracemalloc
+
+import numpy
+import pytest
+
+import gpubackprop as gb
+from gpubackprop import training
+
+
+def sincos(n, seed=0):
+    rng = numpy.random.default_rng(seed)
+    X = rng.uniform(-3, 3, size=(n, 2))
+    Y = numpy.sin(X[:, 0]) * numpy.cos(X[:, 1]) + 0.05 * rng.standard_normal(n)
+    return X, Y
+
+
+def record_steps(net):
+    """Wrap net.train_step to record (X copy, Y copy, loss) per call."""
+    calls = []
+    original = net.train_step
+
+    def step(X, Y, lr):
+        X_copy, Y_copy = numpy.array(X), numpy.array(Y)  # the batch buffers are reused
+        loss = original(X, Y, lr)
+        calls.append((X_copy, Y_copy, loss))
+        return loss
+
+    net.train_step = step
+    return calls
+
+
+def test_loss_decreases_on_a_learnable_task(backend):
+    X, Y = sincos(2048)
+    net = gb.MLP([2, 32, 32, 1], backend=backend, seed=1)
+    history = net.fit(X, Y, epochs=25, batch_size=32, lr=0.2, seed=1, progress=False)
+    assert len(history) == 25
+    assert history.loss[-1] < history.loss[0] / 5
+    assert all(numpy.isfinite(history.loss))
+    for record in history:
+        assert set(record) == {"epoch", "loss", "seconds", "samples_per_s"}
+        assert record["seconds"] > 0 and record["samples_per_s"] > 0
+    assert history["epoch"] == list(range(1, 26))
+
+
+def test_same_seeds_give_identical_runs_on_cpu():
+    X, Y = sincos(300)
+    runs = []
+    for _ in range(2):
+        net = gb.MLP([2, 8, 1], backend="numpy", seed=3)
+        history = net.fit(X, Y, epochs=4, batch_size=16, lr=0.3, seed=7, progress=False)
+        runs.append((history.loss, net.get_params()))
+    assert runs[0][0] == runs[1][0]
+    for (W0, b0), (W1, b1) in zip(runs[0][1], runs[1][1]):
+        numpy.testing.assert_array_equal(W0, W1)
+        numpy.testing.assert_array_equal(b0, b1)
+    other = gb.MLP([2, 8, 1], backend="numpy", seed=3)
+    assert other.fit(X, Y, epochs=4, batch_size=16, lr=0.3, seed=8, progress=False).loss != runs[0][0]
+
+
+def test_fit_is_train_step_over_the_seeded_permutation(backend):
+    """fit == a hand-written loop of train_step over numpy.random.default_rng(seed) shuffles."""
+    X, Y = sincos(50)
+    a = gb.MLP([2, 5, 1], backend=backend, seed=2, dtype="float64")
+    b = gb.MLP([2, 5, 1], backend=backend, seed=2, dtype="float64")
+    history = a.fit(X, Y, epochs=3, batch_size=8, lr=0.1, seed=11, progress=False)
+    rng = numpy.random.default_rng(11)
+    order = numpy.arange(50)
+    expected = []
+    for _ in range(3):
+        rng.shuffle(order)
+        total = 0.0
+        for start in range(0, 50, 8):
+            idx = order[start:start + 8]
+            total += b.train_step(X[idx], Y[idx], 0.1) * len(idx)
+        expected.append(total / 50)  # the batch-size-weighted mean of the step losses
+    numpy.testing.assert_allclose(history.loss, expected, rtol=1e-12)
+    for (Wa, ba), (Wb, bb) in zip(a.get_params(), b.get_params()):
+        numpy.testing.assert_allclose(Wa, Wb, rtol=1e-12, atol=1e-15)
+        numpy.testing.assert_allclose(ba, bb, rtol=1e-12, atol=1e-15)
+
+
+def test_partial_last_batch_is_used_and_every_sample_once_per_epoch():
+    n = 10
+    X = numpy.arange(n, dtype=numpy.float64).reshape(-1, 1)  # each row names its sample
+    Y = -X[:, 0]
+    net = gb.MLP([1, 3, 1], backend="numpy", dtype="float64", seed=0)
+    calls = record_steps(net)
+    history = net.fit(X, Y, epochs=2, batch_size=4, lr=0.01, seed=5, progress=False)
+    assert [len(x) for x, _, _ in calls] == [4, 4, 2, 4, 4, 2]
+    for epoch in range(2):
+        rows = numpy.concatenate([x[:, 0] for x, _, _ in calls[3 * epoch:3 * epoch + 3]])
+        assert sorted(rows) == list(range(n))
+        targets = numpy.concatenate([y[:, 0] for _, y, _ in calls[3 * epoch:3 * epoch + 3]])
+        numpy.testing.assert_array_equal(targets, -rows)  # X and Y rows gathered together
+        weighted = sum(loss * len(x) for x, _, loss in calls[3 * epoch:3 * epoch + 3]) / n
+        assert history.loss[epoch] == pytest.approx(weighted, rel=1e-12)
+    first_epoch = numpy.concatenate([x[:, 0] for x, _, _ in calls[:3]])
+    assert list(first_epoch) != list(range(n))  # shuffled
+
+
+def test_no_shuffle_walks_the_data_in_order():
+    X = numpy.arange(7, dtype=numpy.float64).reshape(-1, 1)
+    net = gb.MLP([1, 2, 1], backend="numpy", dtype="float64", seed=0)
+    calls = record_steps(net)
+    net.fit(X, X, epochs=2, batch_size=3, lr=0.01, shuffle=False, progress=False)
+    assert [list(x[:, 0]) for x, _, _ in calls] == [[0, 1, 2], [3, 4, 5], [6]] * 2
+
+
+def test_batch_larger_than_data_is_one_batch():
+    X, Y = sincos(5)
+    net = gb.MLP([2, 3, 1], backend="numpy", seed=0)
+    calls = record_steps(net)
+    net.fit(X, Y, epochs=1, batch_size=64, lr=0.1, progress=False)
+    assert [len(x) for x, _, _ in calls] == [5]
+
+
+def test_validation_loss_is_the_end_of_epoch_loss(backend):
+    X, Y = sincos(200)
+    Xv, Yv = sincos(70, seed=9)
+    net = gb.MLP([2, 6, 1], backend=backend, dtype="float64", seed=0)
+    history = net.fit(X, Y, epochs=2, batch_size=32, lr=0.2, seed=0, progress=False, validation_data=(Xv, Yv))
+    assert len(history.val_loss) == 2
+    expected = 0.5 * numpy.mean((net.predict(Xv)[:, 0] - Yv) ** 2)
+    assert history.val_loss[-1] == pytest.approx(expected, rel=1e-10)
+    assert history["val_loss"] == history.val_loss
+    assert "val_loss" in repr(history)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"epochs": 0}, ValueError, "epochs"),
+    ({"epochs": 1.5}, TypeError, "epochs"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"lr": -1.0}, ValueError, "lr"),
+    ({"validation_data": numpy.zeros((3, 2))}, TypeError, "validation_data"),
+    ({"validation_data": (numpy.zeros((3, 2)), numpy.zeros(4))}, ValueError, "validation Y has 4 rows"),
+])
+def test_bad_arguments_raise_before_training(kwargs, error, match):
+    X, Y = sincos(20)
+    net = gb.MLP([2, 3, 1], backend="numpy", seed=0)
+    before = net.get_params()
+    args = dict(epochs=1, batch_size=4, lr=0.1, progress=False)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        net.fit(X, Y, **args)
+    for (W0, _), (W1, _) in zip(before, net.get_params()):
+        numpy.testing.assert_array_equal(W0, W1)
+
+
+def test_mismatched_rows_raise():
+    net = gb.MLP([2, 3, 1], backend="numpy", seed=0)
+    with pytest.raises(ValueError, match="rows"):
+        net.fit(numpy.zeros((10, 2)), numpy.zeros(9), epochs=1, batch_size=4, lr=0.1)
+
+
+def test_predict_chunks_and_matches_forward(backend):
+    X, _ = sincos(103)
+    net = gb.MLP([2, 7, 3], backend=backend, dtype="float64", seed=4)
+    sizes = []
+    forward = net.forward
+
+    def spy(batch):
+        sizes.append(batch.shape[0])
+        return forward(batch)
+
+    net.forward = spy
+    chunked = net.predict(X, batch_size=25)
+    assert sizes == [25, 25, 25, 25, 3]
+    assert isinstance(chunked, numpy.ndarray) and chunked.shape == (103, 3) and chunked.dtype == numpy.float64
+    whole = backend.to_numpy(forward(X))
+    numpy.testing.assert_allclose(chunked, whole, rtol=1e-12)
+    sizes.clear()
+    numpy.testing.assert_allclose(net.predict(X), whole, rtol=1e-12)
+    assert sizes == [103]  # the default chunk is far larger than 103 rows for these widths
+    with pytest.raises(ValueError, match="columns"):
+        net.predict(numpy.zeros((4, 3)))
+
+
+def test_predict_default_chunk_bounds_the_workspace():
+    net = gb.MLP([2, 1 << 14, 1], backend="numpy", seed=0)
+    assert training._predict_chunk(net) == 256  # 2**22 elements / 16384 wide
+    net = gb.MLP([2, 32, 1], backend="numpy", seed=0)
+    assert training._predict_chunk(net) == (1 << 22) // 32
+
+
+def test_no_allocation_per_batch():
+    """A training epoch allocates nothing per batch: tracemalloc's peak over an epoch of 33
+    batches stays far below one gathered batch beyond the per-call buffers."""
+    features, batch, n = 256, 256, 8 * 256 + 100  # 8 full batches of 512 KiB and a partial one
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((n, features))
+    Y = rng.standard_normal((n, 1))
+    net = gb.MLP([features, 4, 1], backend="numpy", dtype="float64", seed=0)
+    net.fit(X, Y, epochs=1, batch_size=batch, lr=1e-3, seed=0, progress=False)  # workspaces exist now
+    batch_bytes = batch * features * 8
+    per_call = (n * 8  # the index permutation
+                + (batch + 100) * (features + 1) * 8)  # the gather buffers, full and partial
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        net.fit(X, Y, epochs=3, batch_size=batch, lr=1e-3, seed=0, progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - start < per_call + batch_bytes // 4, (peak - start, per_call)
+
+
+def test_progress_line(capsys):
+    X, Y = sincos(64)
+    net = gb.MLP([2, 3, 1], backend="numpy", seed=0)
+    net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 2/2 100%" in err and "samples/s" in err and "loss" in err and err.endswith("\n")
+    net.fit(X, Y, epochs=2, batch_size=16, lr=0.1)  # default: stderr is not a terminal here
+    net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+class FakeStream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_default_needs_a_terminal_outside_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert training.progress_wanted(None, FakeStream(True))
+    assert not training.progress_wanted(None, FakeStream(False))
+    assert not training.progress_wanted(None, object())
+    assert training.progress_wanted(True, FakeStream(False))
+    assert not training.progress_wanted(False, FakeStream(True))
+    monkeypatch.setenv("CI", "true")
+    assert not training.progress_wanted(None, FakeStream(True))
+    assert training.progress_wanted(True, FakeStream(True))
