@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "demo": ("gpubackprop.cli", "run the lesson's 2-2-1 example and check every printed number"),
     "info": ("gpubackprop.cli", "versions, available backends, and why a missing one is missing"),
+    "bench": ("gpubackprop.cli_bench", "throughput: train_step beside its GEMM floor and PyTorch eager, per size"),
     "train": ("gpubackprop.cli_train", "train an MLP on a data file or the built-in task; report, save, plot the loss"),
 }
 

@@ -1,0 +1,129 @@
+"""``gpubackprop bench``: train_step beside its GEMM floor and PyTorch eager, per network size.
+
+All timing lives in ``gpubackprop.benchmark``; this module only parses options and prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+
+def add_arguments(parser):
+    parser.add_argument("--backend", default="auto", help="auto (default), numpy or cupy")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--sizes", default="tiny,small,medium,large",
+                        help="names (tiny,small,medium,large: the default) or custom sizes 'n0,n1,...,nL@batch', "
+                             "separated by ';' or spaces, e.g. 'tiny;784,512,10@128'")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per case per size (default 1.0)")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per case: a smoke run, noisier figures")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows and the environment as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also draw a PNG chart (needs matplotlib: the 'plot' extra)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="instead: the fused sigmoid-backward kernel's bandwidth vs a copy of the same bytes")
+
+
+def _split_sizes(text):
+    names = text.replace(";", " ").split()
+    if len(names) == 1 and "@" not in names[0] and "," in names[0]:
+        names = names[0].split(",")  # 'tiny,small' — names only
+    return names
+
+
+def _header(backend, env):
+    from .cli import describe_backend
+
+    print(f"backend: {describe_backend(backend)}; device: {env['device']}")
+    for blas in env["blas"]:
+        print(f"BLAS: {blas['library']} {blas['version'] or ''} threads={blas['threads']} "
+              f"kernel={blas['architecture']}")
+    print(f"numpy {env['numpy']}; torch: {env['torch']}"
+          + (f" (threads={env['torch_threads']})" if "torch_threads" in env else "")
+          + (f"; cupy {env['cupy']}" if "cupy" in env else ""))
+    if env["env"]:
+        print("environment: " + " ".join(f"{k}={v}" for k, v in env["env"].items()))
+
+
+def main(args) -> int:
+    from . import benchmark
+    from .backends import get_backend
+
+    backend = get_backend(args.backend)
+    if args.kernels:
+        return _kernels(backend, args)
+    seconds = 0.2 if args.quick else args.seconds
+    sizes = [benchmark.parse_size(s) for s in _split_sizes(args.sizes)]
+    threads = benchmark.blas_threads()
+    if not args.no_torch:
+        torch, _ = benchmark.torch_status()
+        if torch is not None and backend.name == "numpy":
+            torch.set_num_threads(threads)  # the same thread count as NumPy's BLAS
+    env = benchmark.environment(backend)
+    _header(backend, env)
+    print(f"dtype {args.dtype}; lr {benchmark.LEARNING_RATE}; ~{seconds:g} s per case, interleaved rounds, medians")
+    print("×floor = step time / GEMM-floor time (lower is better); ×torch = torch step time / this one "
+          "(throughput relative to torch, higher is better); spread = (max−min)/median over rounds")
+    rows, start = [], time.perf_counter()
+    for name, layer_sizes, batch in sizes:
+        print(f"\n{name}: layers {layer_sizes}, batch {batch}, {len(benchmark.gemm_shapes(layer_sizes, batch))} GEMMs, "
+              f"{benchmark.gemm_flops(layer_sizes, batch) / 1e9:.4g} GFLOP/step", flush=True)
+        size_rows = benchmark.bench_size(backend, name, layer_sizes, batch, args.dtype, seconds,
+                                         with_torch=not args.no_torch, threads=threads)
+        print(benchmark.format_rows(size_rows), flush=True)
+        rows.extend(size_rows)
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"environment": env, "dtype": args.dtype, "seconds_per_case": seconds,
+                       "rows": [dataclasses.asdict(r) for r in rows]}, fh, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        _plot(rows, args.plot, env)
+    return 0
+
+
+def _kernels(backend, args) -> int:
+    from . import benchmark
+
+    env = benchmark.environment(backend)
+    _header(backend, env)
+    if backend.name == "numpy":
+        print("note: the fused kernel exists on cupy only; on numpy this times the NumPy passes of the "
+              "same operation (3 ufuncs) against numpy.copyto of the same bytes")
+    results = benchmark.bench_kernels(backend, args.dtype, seconds=0.2 if args.quick else args.seconds)
+    for r in results:
+        print(f"{r['name']:<28} {r['bytes'] / 1e6:9.1f} MB {r['seconds'] * 1e6:10.1f} µs {r['GB/s']:9.1f} GB/s")
+    ratio = results[0]["GB/s"] / results[1]["GB/s"]
+    print(f"fused / copy bandwidth: {ratio:.1%}" + (" (target ≥ 85%)" if backend.name == "cupy" else ""))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"environment": env, "kernels": results, "ratio": ratio}, fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _plot(rows, path, env):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot needs matplotlib: pip install 'gpubackprop[plot]' (chart not written)")
+        return
+    sizes = list(dict.fromkeys(r.size for r in rows))
+    cases = ["gpubackprop", "floor", "torch"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(cases)
+    for j, case in enumerate(cases):
+        values = [next((r.samples_per_s or 0 for r in rows if r.size == s and r.case == case), 0) for s in sizes]
+        ax.bar([i + (j - 1) * width for i in range(len(sizes))], values, width, label=case)
+    ax.set_xticks(range(len(sizes)), sizes)
+    ax.set_yscale("log")
+    ax.set_ylabel("samples/s (log)")
+    ax.set_title(f"train_step throughput, {env['backend']} on {env['device']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
