@@ -27,7 +27,11 @@ BUILTIN_NOISE = 0.05
 BUILTIN_RANGE = 3.0
 
 
-class DataError(ValueError):
+class UsageError(ValueError):
+    """An argument that cannot work; reported in one line, exit code 2."""
+
+
+class DataError(UsageError):
     """A data file that cannot be used; the message says what is wrong with it."""
 
 
@@ -143,10 +147,9 @@ def _load_csv(path, target_columns):
     if width < 2:
         raise DataError(f"{path}: need at least 2 columns (features and targets), got {width}")
     values = numpy.empty((len(rows), width))
-    first_line = 2 if header else 1
     for r, row in enumerate(rows):
         if len(row) != width:
-            raise DataError(f"{path}, data row {r + 1} (line {r + first_line} of non-blank lines): {len(row)} columns, expected {width}")
+            raise DataError(f"{path}, data row {r + 1}: {len(row)} column(s), expected {width} as in the first row")
         for c, cell in enumerate(row):
             number = _number(cell)
             if number is None:
@@ -237,7 +240,7 @@ def plot_history(history, path, title):
 def main(args) -> int:
     try:
         return _run(args)
-    except DataError as exc:
+    except UsageError as exc:
         print(f"gpubackprop train: error: {exc}", file=sys.stderr)
         return 2
 
@@ -246,15 +249,16 @@ def _run(args) -> int:
     import gpubackprop as gb
 
     from .cli import describe_backend
-    from .validation import NonFiniteLossError
+    from .validation import BatchTooLargeError, NonFiniteLossError
 
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise DataError("--plot needs matplotlib: pip install 'gpubackprop[plot]'") from None
-    if args.save and not hasattr(gb.MLP, "save"):
-        raise DataError("--save needs checkpoint support (MLP.save), which this version of gpubackprop lacks")
+            raise UsageError("--plot needs matplotlib: pip install 'gpubackprop[plot]'") from None
+    for flag, path in (("--save", args.save), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{flag} {path}: the directory {str(Path(path).resolve().parent)!r} does not exist")
 
     if args.data:
         X, Y = load_data(args.data, args.target_columns)
@@ -280,6 +284,9 @@ def _run(args) -> int:
                           seed=args.seed, progress=args.progress, validation_data=val)
     except NonFiniteLossError as exc:
         print(f"gpubackprop train: error: training diverged: {exc}; try a smaller --lr", file=sys.stderr)
+        return 1
+    except BatchTooLargeError as exc:
+        print(f"gpubackprop train: error: {exc}", file=sys.stderr)
         return 1
 
     every = 1 if len(history) <= 20 else max(1, len(history) // 10)

@@ -168,7 +168,7 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
     """
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
-    lr = validation.check_lr(lr)
+    lr = validation.check_lr(lr, net.dtype)
     backend = net.backend
     X, Y = _to_device(net, X, Y)
     val = None
