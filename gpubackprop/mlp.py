@@ -17,6 +17,7 @@ from . import validation
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "sigmoid")
 DTYPES = ("float32", "float64")
+_NO_TARGETS = object()  # forward's call of _batch_inputs
 
 
 class _Workspace:
@@ -284,7 +285,7 @@ class MLP:
             f"use smaller batches (e.g. fit(..., batch_size=...) or predict(X, batch_size=...))",
             batch, nbytes)
 
-    def _batch_inputs(self, X, Y=None):
+    def _batch_inputs(self, X, Y=_NO_TARGETS):
         """X (and Y) as C-contiguous backend arrays of our dtype, checked for shape.
 
         Arrays already in that form are used as they are; others are copied into the
@@ -293,7 +294,7 @@ class MLP:
         X = validation.as_batch(self.backend, X, "X", self.layer_sizes[0])
         ws = self._workspace(X.shape[0])
         X = self._into(ws.inputs, X)
-        if Y is None:
+        if Y is _NO_TARGETS:  # not None: Y=None from a caller is a bad argument, reported as such
             return X
         Y = validation.as_batch(self.backend, Y, "Y", self.layer_sizes[-1], batch=X.shape[0])
         return X, self._into(ws.targets, Y)

@@ -178,7 +178,7 @@ def check_params(params, layer_sizes, backend):
         arrays = []
         for what, value, shape in (("W", W, (n_out, n_in)), ("b", b, (n_out,))):
             name = f"params[{i}] {what}"
-            arr = value
+            arr = interop.as_native(backend, value, name)
             if not backend.is_native(arr):
                 if backend.name == "numpy" and hasattr(arr, "__cuda_array_interface__"):
                     raise _gpu_array_error(name, arr)
