@@ -93,8 +93,8 @@ def called_kernel_names():
         return lambda grid, block, args: None
 
     stub = object.__new__(CupyBackend)  # no __init__: no CuPy device needed
+    stub.__dict__.update(_scratch={}, _modules={}, _kernels={}, _constants={}, _max_blocks=1)
     stub.xp = numpy
-    stub._max_blocks = 1
     stub.kernel = record
     for dtype in ("float32", "float64"):
         x = numpy.zeros((3, 2), dtype)
@@ -103,6 +103,8 @@ def called_kernel_names():
             stub.activation_backward(x, x, activation, numpy.zeros_like(x))
         stub.mse_loss_grad(x, x, numpy.zeros_like(x), numpy.zeros((), dtype))
         stub.sgd_update(x, x, 0.1)
+        if "finite_check" in vars(CupyBackend):  # a kernel-backed check, where the backend has one
+            stub.finite_check(x, numpy.zeros(2, dtype))
     return names
 
 
