@@ -39,10 +39,11 @@ class _Workspace:
             offset += n_out * n_in
             self.grad_biases.append(self.grads[offset:offset + n_out])
             offset += n_out
-        # [loss, sum of all gradients]: read back in ONE device-to-host transfer per step.
+        # [loss, finite check of all gradients]: read back in ONE device-to-host transfer per step.
         self.status = empty((2,), dtype)
         self.loss = self.status[0:1].reshape(())  # 0-d views: the loss kernel writes status[0]
-        self.grad_sum = self.status[1:2].reshape(())
+        self.grad_check = self.status[1:2].reshape(())
+        self.recordings = {}  # recorded steps on these buffers (CUDA graphs), see Backend.run_recorded
 
     @staticmethod
     def nbytes(sizes, batch: int, dtype) -> int:
@@ -162,27 +163,36 @@ class MLP:
         lr = validation.check_lr(lr, self.dtype)
         X, Y = self._batch_inputs(X, Y)
         ws = self._workspace(X.shape[0])
-        self._loss_async(X, Y, ws)
-        self._backward(X, ws)
+        self.backend.run_recorded(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
+                                  arrays=(X, Y, *self.weights, *self.biases), scalars=(lr, check_finite))
+        loss, grad_check = ws.status.tolist()  # the one host synchronisation of a step
         if check_finite:
-            # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
-            # so the sum of every gradient is checked too; a NaN/Inf anywhere makes it non-finite.
-            self.backend.xp.sum(ws.grads, out=ws.grad_sum)
-            loss, grad_sum = ws.status.tolist()  # the one host synchronisation of a step
+            # The guarded update was skipped (on the device, too) if either value is NaN/Inf.
             if not math.isfinite(loss):
                 raise validation.NonFiniteLossError(loss)
-            if not math.isfinite(grad_sum):
+            if not math.isfinite(grad_check):
                 raise validation.NonFiniteLossError(loss, "gradients")
+        return loss
+
+    def _step(self, X, Y, ws, lr, check_finite):
+        """Forward, loss, backward, update: only queued work, no host synchronisation, so that a
+        device backend can record it once and replay it (see Backend.run_recorded)."""
+        ops = self.backend
+        self._loss_async(X, Y, ws)
+        self._backward(X, ws)
+        guard = None
+        if check_finite:
+            # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
+            # so every gradient is checked too, in one pass over the flat gradient buffer.
+            ops.finite_check(ws.grads, out=ws.grad_check)
+            guard = ws.status  # [loss, gradient check]: the update is skipped if either is NaN/Inf
         flat, weights, biases = self._flat_params
         if self.weights is weights and self.biases is biases:  # W, b are still views of flat
-            self.backend.sgd_update(flat, ws.grads, lr)  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
+            ops.sgd_update(flat, ws.grads, lr, guard)  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
         else:
             for W, b, gW, gb in zip(self.weights, self.biases, ws.grad_weights, ws.grad_biases):
-                self.backend.sgd_update(W, gW, lr)
-                self.backend.sgd_update(b, gb, lr)
-        if not check_finite:
-            loss = float(ws.loss)
-        return loss
+                ops.sgd_update(W, gW, lr, guard)
+                ops.sgd_update(b, gb, lr, guard)
 
     def fit(self, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
         """Mini-batch SGD over ``epochs`` passes of (X, Y); returns a ``training.History``

@@ -112,9 +112,32 @@ class Backend:
         self.xp.sum(x, axis=0, out=out)
         return out
 
-    def sgd_update(self, param, grad, lr):
-        """In place: param <- param - lr * grad (grad is left unchanged)."""
+    def finite_check(self, x, out):
+        """out[()] = a value that is finite exactly when every element of x is (here: their sum,
+        which NaN and Inf reach; only a finite sum beyond the dtype's range gives a false alarm)."""
+        self.xp.sum(x, out=out)
+        return out
+
+    def sgd_update(self, param, grad, lr, guard=None):
+        """In place: param <- param - lr * grad (grad is left unchanged).
+
+        ``guard`` (optional): an array checked first; if any of its values is NaN/Inf nothing is
+        updated. Device backends check it on the device, so no host round trip precedes the update.
+        """
+        xp = self.xp
+        if guard is not None and not bool(xp.isfinite(guard).all()):
+            return param
         step = self.scratch(grad.shape, grad.dtype)
-        self.xp.multiply(grad, lr, out=step)
-        self.xp.subtract(param, step, out=param)
+        xp.multiply(grad, lr, out=step)
+        xp.subtract(param, step, out=param)
         return param
+
+    # ------------------------------------------------------------------ recording
+    def run_recorded(self, step, recordings, arrays, scalars):
+        """Run ``step()``, which only queues work on buffers that outlive it.
+
+        Backends that can record the work (CUDA graphs) replay the recording on later calls with
+        the same ``arrays`` (by address) and ``scalars``: together with the buffers that
+        ``recordings`` lives as long as, they must be everything the work touches. Here: run it.
+        """
+        step()

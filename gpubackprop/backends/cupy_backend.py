@@ -58,6 +58,9 @@ class CupyBackend(Backend):
         self._max_blocks = attrs["MultiProcessorCount"] * (attrs["MaxThreadsPerMultiProcessor"] // _THREADS)
         self._modules = {}  # dtype name -> cupy.RawModule
         self._kernels = {}  # (dtype name, kernel name) -> cupy.RawKernel
+        self._constants = {}  # ones and zeros vectors, made once
+        self._capture_stream = None
+        self.capture_error = None  # why the last CUDA graph capture failed, if one did
 
     # ------------------------------------------------------------------ arrays
     def device_name(self) -> str:
@@ -136,9 +139,82 @@ class CupyBackend(Backend):
         self.kernel("mse_loss_grad", yhat.dtype)((1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch))
         return loss
 
-    def sgd_update(self, param, grad, lr):
+    def sum_rows(self, x, out):
+        # Σ_batch as a cuBLAS gemv (1ᵀ x): no reduction temporaries, so it can be recorded in a graph.
+        ones = self._ones_row(x.shape[0], x.dtype)
+        self.matmul(ones, x, out=out.reshape(1, -1))
+        return out
+
+    def finite_check(self, x, out):
+        out.fill(0)
+        n = x.size
+        self.kernel("flag_nonfinite", x.dtype)(self._grid(n), (_THREADS,), (x, numpy.int64(n), out))
+        return out
+
+    def sgd_update(self, param, grad, lr, guard=None):
+        if guard is None:
+            guard = self._finite_pair(param.dtype)
         n = param.size
         self.kernel("sgd_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n))
+            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard)
         )
         return param
+
+    def _ones_row(self, length, dtype):
+        key = ("ones", length, numpy.dtype(dtype).name)
+        ones = self._constants.get(key)
+        if ones is None:
+            ones = self._constants[key] = self.xp.ones((1, length), dtype=dtype)
+        return ones
+
+    def _finite_pair(self, dtype):
+        key = ("zeros", numpy.dtype(dtype).name)
+        zeros = self._constants.get(key)
+        if zeros is None:
+            zeros = self._constants[key] = self.xp.zeros(2, dtype=dtype)
+        return zeros
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def run_recorded(self, step, recordings, arrays, scalars):
+        """Record ``step`` into a CUDA graph at its second call with ``key``, replay it after.
+
+        A step is a dozen or more launches whose Python and launch overhead dominates at small
+        sizes; a graph replays them all in one launch. The first call runs eagerly, so kernels
+        are compiled and cuBLAS is initialised outside the capture. Anything that cannot be
+        captured falls back to running eagerly for that key, so a graph is only ever a speed-up.
+        """
+        key = (*scalars, *(a.data.ptr for a in arrays))
+        entry = recordings.get(key)
+        stream = self.xp.cuda.get_current_stream()
+        if entry is None:
+            if len(recordings) >= 16:  # inputs at ever new addresses: stop recording them
+                recordings.clear()
+            recordings[key] = "seen"
+            step()
+        elif entry == "seen":
+            graph = self._capture(step)
+            recordings[key] = graph if graph is not None else "eager"
+            if graph is None:
+                step()
+            else:
+                graph.launch(stream=stream)
+        elif entry == "eager":
+            step()
+        else:
+            entry.launch(stream=stream)
+
+    def _capture(self, step):
+        capture_stream = self._capture_stream
+        if capture_stream is None:
+            capture_stream = self._capture_stream = self.xp.cuda.Stream(non_blocking=True)
+        try:
+            with capture_stream:
+                capture_stream.begin_capture()
+                try:
+                    step()
+                finally:
+                    graph = capture_stream.end_capture()
+            return graph
+        except Exception as exc:  # kept for `gpubackprop info`-style reports and the tests
+            self.capture_error = f"{type(exc).__name__}: {exc}"
+            return None

@@ -15,6 +15,8 @@ scalar or broadcast a 1-D operand):
 """
 from __future__ import annotations
 
+import math
+
 import numpy
 
 from .base import ACTIVATIONS, Backend
@@ -109,15 +111,24 @@ class NumpyBackend(Backend):
             _multiply(grad, 1.0 / batch, grad)
         return loss
 
-    def sum_rows(self, x, out):
-        key = (x.shape[0], x.dtype)
+    def _ones_vector(self, length, dtype):
+        key = (length, dtype)
         ones = self._ones.get(key)
         if ones is None:
-            ones = self._ones[key] = numpy.ones(x.shape[0], dtype=x.dtype)
-        _dot(ones, x, out)  # Σ_batch as a gemv: 1ᵀ x
+            ones = self._ones[key] = numpy.ones(length, dtype=dtype)
+        return ones
+
+    def sum_rows(self, x, out):
+        _dot(self._ones_vector(x.shape[0], x.dtype), x, out)  # Σ_batch as a gemv: 1ᵀ x
         return out
 
-    def sgd_update(self, param, grad, lr):
+    def finite_check(self, x, out):
+        _dot(x, self._ones_vector(x.shape[0], x.dtype), out)  # the sum as a BLAS dot: one threaded pass
+        return out
+
+    def sgd_update(self, param, grad, lr, guard=None):
+        if guard is not None and not all(map(math.isfinite, guard.tolist())):
+            return param  # the kernel's guard, checked on the host
         step = self.scratch(grad.shape, grad.dtype)
         _multiply(grad, lr, step)  # step = lr * grad, then param - step: as the kernel rounds
         _subtract(param, step, param)
