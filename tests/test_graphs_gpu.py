@@ -1,0 +1,105 @@
+"""train_step on CuPy records its work into a CUDA graph at the second call with the same buffers
+and replays it after: these tests check that the replays compute what the NumPy backend does,
+step after step, with new data in the same buffers, and that the device-side guard still refuses
+a non-finite batch with every parameter left bit-identical.
+
+Marked ``gpu`` (skipped with the reason where no CUDA device is usable). Tolerances as in
+test_gpu.py (float64 1e-12, float32 1e-5), relative to the largest entry; a few steps compound.
+"""
+import numpy
+import pytest
+
+import gpubackprop as gb
+
+pytestmark = pytest.mark.gpu
+
+RTOL = {"float32": 3e-5, "float64": 1e-11}
+SIZES = [16, 64, 32, 4]
+
+
+def pair(dtype, hidden="sigmoid", seed=3):
+    make = lambda backend: gb.MLP(SIZES, hidden_activation=hidden, dtype=dtype, backend=backend, seed=seed)  # noqa: E731
+    return make("numpy"), make("cupy")
+
+
+def assert_same_params(net_cpu, net_gpu, rtol, what):
+    for layer, ((W_c, b_c), (W_g, b_g)) in enumerate(zip(net_cpu.get_params(), net_gpu.get_params())):
+        for name, c, g in (("W", W_c, W_g), ("b", b_c, b_g)):
+            scale = max(numpy.abs(c).max(), 1e-30)
+            error = numpy.abs(g.astype(numpy.float64) - c).max()
+            assert error <= rtol * scale, f"{what}: layer {layer} {name} off by {error:.3g} (scale {scale:.3g})"
+
+
+def graphs_of(net):
+    import cupy
+
+    return [r for ws in net._workspaces.values() for r in ws.recordings.values() if isinstance(r, cupy.cuda.graph.Graph)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu"])
+def test_replayed_steps_match_numpy_with_new_data_in_the_same_buffers(dtype, hidden):
+    import cupy
+
+    rng = numpy.random.default_rng(11)
+    net_cpu, net_gpu = pair(dtype, hidden)
+    X_dev = cupy.empty((64, SIZES[0]), dtype=dtype)
+    Y_dev = cupy.empty((64, SIZES[-1]), dtype=dtype)
+    for step in range(6):  # 1: eager, 2: recorded then launched, 3-6: replayed
+        X = rng.normal(size=X_dev.shape).astype(dtype)
+        Y = rng.uniform(size=Y_dev.shape).astype(dtype)
+        X_dev.set(X)  # new content, same address: the replay must read it
+        Y_dev.set(Y)
+        loss_c = net_cpu.train_step(X, Y, 0.1)
+        loss_g = net_gpu.train_step(X_dev, Y_dev, 0.1)
+        assert loss_g == pytest.approx(loss_c, rel=RTOL[dtype]), f"step {step}"
+        assert_same_params(net_cpu, net_gpu, RTOL[dtype], f"after step {step}")
+    assert net_gpu.backend.capture_error is None, net_gpu.backend.capture_error
+    assert len(graphs_of(net_gpu)) == 1, "the step was not recorded as a CUDA graph"
+
+
+def test_host_inputs_replay_through_the_workspace_buffers():
+    rng = numpy.random.default_rng(5)
+    net_cpu, net_gpu = pair("float64")
+    for step in range(5):
+        X = rng.normal(size=(32, SIZES[0]))  # host arrays: copied into the same device buffers
+        Y = rng.uniform(size=(32, SIZES[-1]))
+        assert net_gpu.train_step(X, Y, 0.05) == pytest.approx(net_cpu.train_step(X, Y, 0.05), rel=RTOL["float64"])
+    assert_same_params(net_cpu, net_gpu, RTOL["float64"], "after 5 steps")
+    assert graphs_of(net_gpu)
+
+
+def test_each_learning_rate_and_check_mode_gets_its_own_recording():
+    rng = numpy.random.default_rng(6)
+    net_cpu, net_gpu = pair("float64")
+    X, Y = rng.normal(size=(8, SIZES[0])), rng.uniform(size=(8, SIZES[-1]))
+    for lr, check in [(0.1, True)] * 3 + [(0.01, True)] * 3 + [(0.1, False)] * 3:
+        loss_c = net_cpu.train_step(X, Y, lr, check_finite=check)
+        loss_g = net_gpu.train_step(X, Y, lr, check_finite=check)
+        assert loss_g == pytest.approx(loss_c, rel=RTOL["float64"])
+    assert_same_params(net_cpu, net_gpu, RTOL["float64"], "after mixed steps")
+    assert len(graphs_of(net_gpu)) == 3
+
+
+@pytest.mark.parametrize("bad", ["nan_in_x", "inf_behind_saturated_sigmoid", "nan_in_y"])
+def test_replayed_step_refuses_a_non_finite_batch_and_changes_nothing(bad):
+    import cupy
+
+    rng = numpy.random.default_rng(7)
+    _, net = pair("float32")
+    X_dev = cupy.asarray(rng.normal(size=(16, SIZES[0])), dtype=cupy.float32)
+    Y_dev = cupy.asarray(rng.uniform(size=(16, SIZES[-1])), dtype=cupy.float32)
+    for _ in range(3):  # recorded and replayed on good data
+        net.train_step(X_dev, Y_dev, 0.1)
+    assert graphs_of(net)
+    before = net.get_params()
+    if bad == "nan_in_x":
+        X_dev[3, 2] = numpy.nan
+    elif bad == "nan_in_y":
+        Y_dev[0, 0] = numpy.nan
+    else:  # finite loss (the sigmoid saturates) but an Inf in ∂L/∂W of the first layer
+        X_dev[5, 1] = numpy.inf
+    with pytest.raises(gb.NonFiniteLossError):
+        net.train_step(X_dev, Y_dev, 0.1)
+    for (W0, b0), (W1, b1) in zip(before, net.get_params()):
+        assert W0.tobytes() == W1.tobytes() and b0.tobytes() == b1.tobytes()
