@@ -73,6 +73,11 @@ def main(args) -> int:
         print(benchmark.format_rows(size_rows), flush=True)
         rows.extend(size_rows)
     print(f"\n({time.perf_counter() - start:.0f} s)")
+    if backend.name == "cupy":
+        # train_step replays a CUDA graph per step when capture works; say which path was timed.
+        failure = getattr(backend, "capture_error", None)
+        env["cuda_graphs"] = "used" if failure is None else f"not used: {failure}"
+        print(f"CUDA graphs: {env['cuda_graphs']}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"environment": env, "dtype": args.dtype, "seconds_per_case": seconds,

@@ -14,6 +14,7 @@ import numpy
 from .base import ACTIVATIONS, Backend
 
 _THREADS = 256
+_SEEN = object()  # a step key met once: recorded at the next meeting
 _KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu")
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
@@ -60,6 +61,7 @@ class CupyBackend(Backend):
         self._kernels = {}  # (dtype name, kernel name) -> cupy.RawKernel
         self._constants = {}  # ones and zeros vectors, made once
         self._capture_stream = None
+        self._capture_gemm = None  # _CapturableGemm, made with the capture stream
         self.capture_error = None  # why the last CUDA graph capture failed, if one did
 
     # ------------------------------------------------------------------ arrays
@@ -104,6 +106,9 @@ class CupyBackend(Backend):
 
     # ------------------------------------------------------------------ GEMM
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        if self._capture_gemm is not None and self._capture_gemm.active:
+            self._capture_gemm(a, b, out, trans_a, trans_b)
+            return out
         from cupy import cublas
 
         # cuBLAS reads the transposes from the flags: no transposed copies are made.
@@ -176,45 +181,105 @@ class CupyBackend(Backend):
 
     # ------------------------------------------------------------------ CUDA graphs
     def run_recorded(self, step, recordings, arrays, scalars):
-        """Record ``step`` into a CUDA graph at its second call with ``key``, replay it after.
+        """Record ``step`` into a CUDA graph at its second call with the same arrays (by address)
+        and scalars; replay the graph from then on.
 
         A step is a dozen or more launches whose Python and launch overhead dominates at small
         sizes; a graph replays them all in one launch. The first call runs eagerly, so kernels
-        are compiled and cuBLAS is initialised outside the capture. Anything that cannot be
-        captured falls back to running eagerly for that key, so a graph is only ever a speed-up.
+        are compiled and cuBLAS is initialised outside the capture. If a capture fails, every
+        step runs eagerly from then on (the reason is kept in ``capture_error``): a graph is only
+        ever a speed-up.
         """
-        key = (*scalars, *(a.data.ptr for a in arrays))
-        entry = recordings.get(key)
-        stream = self.xp.cuda.get_current_stream()
-        if entry is None:
-            if len(recordings) >= 16:  # inputs at ever new addresses: stop recording them
-                recordings.clear()
-            recordings[key] = "seen"
+        if self.capture_error is not None:
             step()
-        elif entry == "seen":
+            return
+        key = (*scalars, *(a.data.ptr for a in arrays))
+        graph = recordings.get(key)
+        if graph is None:
+            if len(recordings) >= 16:  # inputs at ever new addresses: stop keeping their graphs
+                recordings.clear()
+            recordings[key] = _SEEN
+            step()
+            return
+        if graph is _SEEN:
             graph = self._capture(step)
-            recordings[key] = graph if graph is not None else "eager"
             if graph is None:
                 step()
-            else:
-                graph.launch(stream=stream)
-        elif entry == "eager":
-            step()
-        else:
-            entry.launch(stream=stream)
+                return
+            recordings[key] = graph
+        graph.launch(stream=self.xp.cuda.get_current_stream())
 
     def _capture(self, step):
-        capture_stream = self._capture_stream
-        if capture_stream is None:
-            capture_stream = self._capture_stream = self.xp.cuda.Stream(non_blocking=True)
         try:
+            if self._capture_stream is None:
+                self._capture_stream = self.xp.cuda.Stream(non_blocking=True)
+                self._capture_gemm = _CapturableGemm(self.xp, self._capture_stream)
+            capture_stream, gemm = self._capture_stream, self._capture_gemm
             with capture_stream:
                 capture_stream.begin_capture()
+                gemm.active = True
                 try:
                     step()
                 finally:
+                    gemm.active = False
                     graph = capture_stream.end_capture()
             return graph
-        except Exception as exc:  # kept for `gpubackprop info`-style reports and the tests
+        except Exception as exc:  # kept for the tests and the benchmark's report
             self.capture_error = f"{type(exc).__name__}: {exc}"
             return None
+
+
+class _CapturableGemm:
+    """cuBLAS GEMMs that a CUDA graph can record, called through ctypes on a handle of our own.
+
+    CuPy's cuBLAS wrappers refuse to run while a stream is being captured (they re-bind the
+    handle's stream on every call and reject a capturing one), although cuBLAS itself supports
+    capture when the handle has a fixed workspace. This handle is bound once, outside any
+    capture, to the capture stream and to a workspace allocated here, and is used only while
+    ``active`` (during a capture); every other GEMM goes through ``cupy.cublas.gemm``.
+    """
+
+    WORKSPACE_BYTES = 32 << 20  # cuBLAS's own recommendation for Hopper is 32 MiB
+
+    def __init__(self, cupy, stream):
+        import ctypes
+
+        from cuda import pathfinder
+
+        self.active = False
+        self._ctypes = ctypes
+        loaded = pathfinder.load_nvidia_dynamic_lib("cublas")  # the library CuPy itself loaded
+        # abs_path is None when the library came from elsewhere (e.g. the system): reuse its handle.
+        lib = ctypes.CDLL(loaded.abs_path) if loaded.abs_path else ctypes.CDLL(None, handle=loaded._handle_uint)
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        for name, scalar in (("cublasSgemm_v2", ctypes.c_float), ("cublasDgemm_v2", ctypes.c_double)):
+            fn = getattr(lib, name)
+            fn.argtypes = [vp, i, i, i, i, i, ctypes.POINTER(scalar), vp, i, vp, i, ctypes.POINTER(scalar), vp, i]
+            fn.restype = i
+        self._gemm = {"float32": (lib.cublasSgemm_v2, ctypes.c_float), "float64": (lib.cublasDgemm_v2, ctypes.c_double)}
+        handle = vp()
+        self._check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+        self._handle = handle
+        self._check(lib.cublasSetStream_v2(handle, vp(stream.ptr)), "cublasSetStream")
+        self._workspace = cupy.empty(self.WORKSPACE_BYTES, dtype=cupy.uint8)
+        self._check(lib.cublasSetWorkspace_v2(handle, vp(self._workspace.data.ptr), ctypes.c_size_t(self.WORKSPACE_BYTES)),
+                    "cublasSetWorkspace")
+
+    @staticmethod
+    def _check(status, what):
+        if status != 0:
+            raise RuntimeError(f"{what} failed with cuBLAS status {status}")
+
+    def __call__(self, a, b, out, trans_a, trans_b):
+        """out = op(a) @ op(b) for C-contiguous arrays: cuBLAS is column-major, so it computes
+        outᵀ = op(b)ᵀ op(a)ᵀ, reading each row-major matrix as its column-major transpose."""
+        fn, scalar = self._gemm[out.dtype.name]
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        n = b.shape[0] if trans_b else b.shape[1]
+        if out.shape != (m, n) or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            raise ValueError(f"capturable GEMM needs C-contiguous operands: {a.shape} x {b.shape} -> {out.shape}")
+        one, zero = scalar(1.0), scalar(0.0)
+        vp, byref = self._ctypes.c_void_p, self._ctypes.byref
+        self._check(fn(self._handle, int(trans_b), int(trans_a), n, m, k, byref(one),
+                       vp(b.data.ptr), b.shape[1], vp(a.data.ptr), a.shape[1], byref(zero),
+                       vp(out.data.ptr), n), "cublasGemm")
