@@ -6,7 +6,8 @@ so that drift of the machine (other processes, clocks, heat) hits them alike:
 - ``gpubackprop``: ``MLP.train_step`` on the chosen backend;
 - ``floor``: only the 3L-1 GEMMs of one step (forward X Wᵀ per layer, δᵀ X per layer, δ W for
   every layer but the first) at the same shapes, in the same array library, into preallocated
-  outputs: what a step would cost if everything but the matrix products were free;
+  outputs (on a GPU replayed as one CUDA graph, as the step is): what a step would cost if
+  everything but the matrix products were free;
 - ``torch``: PyTorch eager on the same device (``F.linear``, sigmoid, autograd,
   ``torch.optim.SGD``), when torch imports.
 
@@ -211,44 +212,42 @@ def make_ours(backend, sizes, batch, dtype) -> Case:
 
 
 def make_floor(backend, sizes, batch, dtype) -> Case:
-    """The 3L-1 GEMMs of one step, each the cheapest call of the array library, into preallocated
-    outputs; operand values are random (GEMM speed does not depend on them)."""
+    """The 3L-1 GEMMs of one step at the same shapes, into preallocated outputs; operand values
+    are random (GEMM speed does not depend on them).
+
+    On the CPU each is the cheapest call NumPy has (``dot`` on transposed views). On a GPU they
+    go through the backend's cuBLAS call and ``run_recorded``, exactly as ``train_step``'s GEMMs
+    do, so the floor is replayed as one CUDA graph when ours is: both pay one launch and one
+    synchronisation per step, and the ratio isolates what the rest of the step costs.
+    """
     xp = backend.xp
     rng = numpy.random.default_rng(1)
     rand = lambda *shape: backend.asarray(rng.uniform(-0.5, 0.5, shape), dtype)  # noqa: E731
-    calls = []
-    if backend.name == "cupy":
-        from cupy import cublas
-
-        def gemm(a, b, out, ta, tb):
-            return lambda: cublas.gemm(ta, tb, a, b, out=out)
-    else:
-        dot = xp.dot
-
-        def gemm(a, b, out, ta, tb):
-            a = a.T if ta == "T" else a
-            b = b.T if tb == "T" else b
-            return lambda: dot(a, b, out=out)
-
+    gemms = []  # (a, b, out, trans_a, trans_b)
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         X, W, D = rand(batch, n_in), rand(n_out, n_in), rand(batch, n_out)
-        calls.append(gemm(X, W, backend.empty((batch, n_out), dtype), "N", "T"))  # X Wᵀ
-        calls.append(gemm(D, X, backend.empty((n_out, n_in), dtype), "T", "N"))  # δᵀ X
+        gemms.append((X, W, backend.empty((batch, n_out), dtype), False, True))  # X Wᵀ
+        gemms.append((D, X, backend.empty((n_out, n_in), dtype), True, False))  # δᵀ X
         if i > 0:
-            calls.append(gemm(D, W, backend.empty((batch, n_in), dtype), "N", "N"))  # δ W
-    calls = tuple(calls)
+            gemms.append((D, W, backend.empty((batch, n_in), dtype), False, False))  # δ W
 
     if backend.name == "cupy":
-        last = backend.empty((1,), dtype)
+        last, recordings = gemms[-1][2], {}
+
+        def gemms_only():
+            for a, b, out, trans_a, trans_b in gemms:
+                backend.matmul(a, b, out, trans_a, trans_b)
 
         def step():
-            for call in calls:
-                call()
-            return float(last[0])  # the one synchronisation a step has
+            backend.run_recorded(gemms_only, recordings, arrays=(), scalars=("floor",))
+            return float(last[0, 0])  # the one synchronisation a step has, as train_step's loss
     else:
+        dot = xp.dot
+        calls = tuple((a.T if ta else a, b.T if tb else b, out) for a, b, out, ta, tb in gemms)
+
         def step():
-            for call in calls:
-                call()
+            for a, b, out in calls:
+                dot(a, b, out)
             return 0.0
 
     timer = CupyEventTimer() if backend.name == "cupy" else CpuTimer()

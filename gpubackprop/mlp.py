@@ -18,6 +18,7 @@ HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "sigmoid")
 DTYPES = ("float32", "float64")
 _NO_TARGETS = object()  # forward's call of _batch_inputs
+_MAX_WORKSPACES = 8  # buffer sets kept per network, one per batch size
 
 
 class _Workspace:
@@ -279,6 +280,8 @@ class MLP:
                 ws = _Workspace(self.backend, self.layer_sizes, batch, self.dtype)
             except MemoryError as exc:  # numpy's _ArrayMemoryError, cupy's OutOfMemoryError
                 raise self._batch_too_large(batch, exc) from None  # from None: frees the partial buffers
+            if len(self._workspaces) >= _MAX_WORKSPACES:  # many batch sizes seen (forward, predict
+                del self._workspaces[next(iter(self._workspaces))]  # remainders): drop the oldest
             self._workspaces[batch] = ws
         return ws
 
