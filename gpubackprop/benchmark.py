@@ -139,14 +139,12 @@ class CpuTimer:
         return time.perf_counter() - start
 
 
-class CupyEventTimer:
-    """Device time of ``inner`` calls between two CUDA events on CuPy's current stream."""
+class EventTimer:
+    """Device time of ``inner`` calls between two CUDA events recorded on the current stream
+    (CuPy's events for our cases, torch's for torch's: each library's own current stream)."""
 
-    def __init__(self):
-        import cupy
-
-        self.cupy = cupy
-        self.start, self.stop = cupy.cuda.Event(), cupy.cuda.Event()
+    def __init__(self, start, stop, elapsed_ms):
+        self.start, self.stop, self._elapsed_ms = start, stop, elapsed_ms
 
     def measure(self, fn, inner: int) -> float:
         self.start.record()
@@ -154,23 +152,18 @@ class CupyEventTimer:
             fn()
         self.stop.record()
         self.stop.synchronize()
-        return self.cupy.cuda.get_elapsed_time(self.start, self.stop) / 1e3
+        return self._elapsed_ms(self.start, self.stop) / 1e3
 
 
-class TorchEventTimer:
-    """Device time of ``inner`` calls between two torch CUDA events on torch's current stream."""
+def cupy_event_timer():
+    import cupy
 
-    def __init__(self, torch):
-        self.start = torch.cuda.Event(enable_timing=True)
-        self.stop = torch.cuda.Event(enable_timing=True)
+    return EventTimer(cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time)
 
-    def measure(self, fn, inner: int) -> float:
-        self.start.record()
-        for _ in range(inner):
-            fn()
-        self.stop.record()
-        self.stop.synchronize()
-        return self.start.elapsed_time(self.stop) / 1e3
+
+def torch_event_timer(torch):
+    return EventTimer(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
+                      lambda start, stop: start.elapsed_time(stop))
 
 
 # ---------------------------------------------------------------------- cases
@@ -207,7 +200,7 @@ def make_ours(backend, sizes, batch, dtype) -> Case:
     def step():
         return net.train_step(X, Y, lr)
 
-    timer = CupyEventTimer() if backend.name == "cupy" else CpuTimer()
+    timer = cupy_event_timer() if backend.name == "cupy" else CpuTimer()
     return Case("gpubackprop", step, timer)
 
 
@@ -250,7 +243,7 @@ def make_floor(backend, sizes, batch, dtype) -> Case:
                 dot(a, b, out)
             return 0.0
 
-    timer = CupyEventTimer() if backend.name == "cupy" else CpuTimer()
+    timer = cupy_event_timer() if backend.name == "cupy" else CpuTimer()
     return Case("floor", step, timer)
 
 
@@ -262,7 +255,7 @@ def make_torch(backend, sizes, batch, dtype, threads=None) -> Case:
         if not torch.cuda.is_available():
             return Case("torch", unavailable=f"torch {torch.__version__} has no CUDA device")
         device = torch.device("cuda")
-        timer = TorchEventTimer(torch)
+        timer = torch_event_timer(torch)
     else:
         device = torch.device("cpu")
         torch.set_num_threads(threads or blas_threads())
@@ -418,7 +411,7 @@ def bench_kernels(backend, dtype="float32", n=1 << 26, seconds=1.0):
         def copy():
             dst.data.copy_from_device_async(src.data, nbytes)
 
-        timer = CupyEventTimer()
+        timer = cupy_event_timer()
     else:
         def copy():
             xp.copyto(dst, src)
