@@ -131,18 +131,24 @@ def _check_kind(array, name: str):
                         + (f" from {type(array).__name__} input" if array.dtype.kind == "O" else ""))
 
 
+def _as_array(backend, array, name: str):
+    """A backend array (DLPack objects as zero-copy views) or a NumPy array, of real numbers."""
+    array = interop.as_native(backend, array, name)
+    if not backend.is_native(array):
+        if backend.name == "numpy" and hasattr(array, "__cuda_array_interface__"):
+            raise _gpu_array_error(name, array)
+        array = _to_numpy(array, name)
+    _check_kind(array, name)
+    return array
+
+
 def as_batch(backend, array, name: str, features: int, batch: int | None = None):
     """``array`` as a 2-D (batch, features) array of the backend's kind, or a NumPy array for the
     backend to upload; no copy of the data, and no pass over it.
 
     A 1-D array is one feature per sample when features == 1.
     """
-    array = interop.as_native(backend, array, name)  # DLPack objects (torch, JAX, ...) as zero-copy views
-    if not backend.is_native(array):
-        if backend.name == "numpy" and hasattr(array, "__cuda_array_interface__"):
-            raise _gpu_array_error(name, array)
-        array = _to_numpy(array, name)
-    _check_kind(array, name)
+    array = _as_array(backend, array, name)
     shape = tuple(array.shape)
     if len(shape) == 1 and features == 1:
         array = array.reshape(-1, 1)
@@ -178,12 +184,7 @@ def check_params(params, layer_sizes, backend):
         arrays = []
         for what, value, shape in (("W", W, (n_out, n_in)), ("b", b, (n_out,))):
             name = f"params[{i}] {what}"
-            arr = interop.as_native(backend, value, name)
-            if not backend.is_native(arr):
-                if backend.name == "numpy" and hasattr(arr, "__cuda_array_interface__"):
-                    raise _gpu_array_error(name, arr)
-                arr = _to_numpy(arr, name)
-            _check_kind(arr, name)
+            arr = _as_array(backend, value, name)
             if tuple(arr.shape) != shape:
                 raise ValueError(f"{name} must have shape {shape} (layer {n_in} -> {n_out}), got {tuple(arr.shape)}")
             arrays.append(arr)
