@@ -48,15 +48,16 @@ def rng():
 
 
 def several_grids_shape(cp, cols=257):
-    """(rows, cols) with more than 2.5 full grids of elements (and > 300k), so every thread strides.
+    """(rows, cols) with more than 4.5 full grids of elements (and > 300k), so every thread strides,
+    through the backward kernels' four-at-a-time loop and then their one-at-a-time tail.
 
     CupyBackend caps a grid at one full load of resident threads: SMs x 2048 (8 blocks of 256).
     """
     attributes = cp.cuda.Device().attributes
     threads_per_grid = attributes["MultiProcessorCount"] * attributes["MaxThreadsPerMultiProcessor"]
-    n = max(int(2.5 * threads_per_grid), 300_001)
+    n = max(int(4.5 * threads_per_grid), 300_001)
     rows = n // cols + 1
-    assert rows * cols > 2 * threads_per_grid
+    assert rows * cols > 4 * threads_per_grid and (rows * cols) % threads_per_grid
     return rows, cols
 
 
