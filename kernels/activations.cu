@@ -3,15 +3,11 @@
 // Compiled by gpubackprop.backends.cupy_backend once per dtype, with `GB_REAL` defined as
 // float or double and with --fmad=false, so that every operation rounds as NumPy's ufuncs do
 // (NumpyBackend in gpubackprop/backends/base.py performs the same operations in the same order).
-// The grids are capped and every kernel strides, so any n works with any grid.
+// The grids are capped and every kernel strides over the elements, so any n works with any grid.
 #ifndef GB_REAL
 #define GB_REAL float
 #endif
 typedef GB_REAL real;
-
-#define GRID_STRIDE_LOOP(i, n) \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)blockDim.x * gridDim.x)
 
 // sigma(z) = (1 + tanh(z / 2)) / 2: equal to 1 / (1 + exp(-z)), but tanh saturates instead of
 // overflowing, so |z| up to the dtype's limit gives 0 or 1 with no inf on the way.
@@ -27,9 +23,19 @@ __device__ __forceinline__ real tanh_of(real z) { return tanh(z); }
 __device__ __forceinline__ real identity_of(real z) { return z; }
 
 // Forward, in place: z (rows x cols, C order) holds X W^T; it becomes a = act(z + bias).
-#define BIAS_ACTIVATION_FORWARD(name, act)                                              \
+// The column of element i is i % cols; a 64-bit modulo per element costs about as much as the
+// memory traffic, so it is taken once per thread and then advanced by stride % cols.
+#define BIAS_ACTIVATION_FORWARD(name, act)                                                    \
     extern "C" __global__ void name(real* z, const real* bias, long long n, long long cols) { \
-        GRID_STRIDE_LOOP(i, n) { z[i] = act(z[i] + bias[i % cols]); }                  \
+        const long long stride = (long long)blockDim.x * gridDim.x;                          \
+        const long long stride_cols = stride % cols;                                         \
+        long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;                      \
+        long long col = i % cols;                                                            \
+        for (; i < n; i += stride) {                                                         \
+            z[i] = act(z[i] + bias[col]);                                                    \
+            col += stride_cols;                                                              \
+            if (col >= cols) col -= cols;                                                    \
+        }                                                                                    \
     }
 BIAS_ACTIVATION_FORWARD(bias_sigmoid_forward, sigmoid_of)
 BIAS_ACTIVATION_FORWARD(bias_tanh_forward, tanh_of)
