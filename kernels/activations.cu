@@ -1,4 +1,4 @@
-// Fused activation kernels: forward and backward side by side, one thread per element.
+// Fused activation kernels, forward and backward side by side, each a grid-stride loop over elements.
 //
 // Compiled by gpubackprop.backends.cupy_backend once per dtype, with `GB_REAL` defined as
 // float or double and with --fmad=false, so that every operation rounds as NumPy's ufuncs do
