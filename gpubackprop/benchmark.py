@@ -19,7 +19,6 @@ step, as ``train_step`` does, so each pays the same one host synchronisation.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import platform
 import statistics

@@ -11,7 +11,7 @@ import math
 
 import numpy
 
-from .backends import ACTIVATIONS, Backend, get_backend
+from .backends import Backend, get_backend
 from . import validation
 
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -93,26 +93,18 @@ class MLP:
         """
         checked = validation.check_params(params, self.layer_sizes, self.backend)
         backend = self.backend
-
-        def to_backend(array):
-            # asarray returns a native array of the right dtype as it is: copy it, or the caller's
-            # array would be updated in place by train_step.
-            out = backend.asarray(array, self.dtype)
-            return out.copy() if backend.is_native(array) else out
-
-        weights = [to_backend(W) for W, _ in checked]
-        biases = [to_backend(b) for _, b in checked]
         # Every W and b becomes a view into one flat buffer, laid out as the workspace's ``grads``
         # (W₁, b₁, W₂, b₂, ...), so that train_step updates all of them in one operation (one
         # kernel launch). Replace parameters only through set_params, which keeps it so.
-        flat = backend.empty((sum(W.size + b.size for W, b in zip(weights, biases)),), self.dtype)
+        arrays = [array for pair in checked for array in pair]
+        flat = backend.empty((sum(array.size for array in arrays),), self.dtype)
         views, offset = [], 0
-        for array in (p for pair in zip(weights, biases) for p in pair):
+        for array in arrays:
             view = flat[offset:offset + array.size].reshape(array.shape)
-            backend.copyto(view, array)
+            backend.copyto(view, array)  # a copy, cast to our dtype: the caller's arrays stay theirs
             views.append(view)
             offset += array.size
-        self.weights, self.biases = views[0::2], views[1::2]  # only once every conversion has succeeded
+        self.weights, self.biases = views[0::2], views[1::2]  # only once every copy has succeeded
         self._flat_params = (flat, self.weights, self.biases)
 
     def get_params(self):

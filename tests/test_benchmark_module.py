@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-import gpubackprop as gb
 from gpubackprop import benchmark
 from gpubackprop.cli import main
 

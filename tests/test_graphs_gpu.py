@@ -61,7 +61,7 @@ def test_replayed_steps_match_numpy_with_new_data_in_the_same_buffers(dtype, hid
 def test_host_inputs_replay_through_the_workspace_buffers():
     rng = numpy.random.default_rng(5)
     net_cpu, net_gpu = pair("float64")
-    for step in range(5):
+    for _ in range(5):
         X = rng.normal(size=(32, SIZES[0]))  # host arrays: copied into the same device buffers
         Y = rng.uniform(size=(32, SIZES[-1]))
         assert net_gpu.train_step(X, Y, 0.05) == pytest.approx(net_cpu.train_step(X, Y, 0.05), rel=RTOL["float64"])
