@@ -59,7 +59,7 @@ class CupyBackend(Backend):
         self._max_blocks = attrs["MultiProcessorCount"] * (attrs["MaxThreadsPerMultiProcessor"] // _THREADS)
         self._modules = {}  # dtype name -> cupy.RawModule
         self._kernels = {}  # (dtype name, kernel name) -> cupy.RawKernel
-        self._constants = {}  # ones and zeros vectors, made once
+        self._constants = {}  # (value, shape, dtype) -> a filled device array, see _constant
         self._capture_stream = None
         self._capture_gemm = None  # _CapturableGemm, made with the capture stream
         self.capture_error = None  # why the last CUDA graph capture failed, if one did
@@ -141,12 +141,13 @@ class CupyBackend(Backend):
     def mse_loss_grad(self, yhat, y, grad, loss):
         n = yhat.size
         inv_batch = yhat.dtype.type(1.0 / yhat.shape[0])
+        # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
         self.kernel("mse_loss_grad", yhat.dtype)((1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch))
         return loss
 
     def sum_rows(self, x, out):
-        # Σ_batch as a cuBLAS gemv (1ᵀ x): no reduction temporaries, so it can be recorded in a graph.
-        ones = self._ones_row(x.shape[0], x.dtype)
+        # Σ_batch as a cuBLAS product 1ᵀ x: no reduction temporaries, so a graph can record it.
+        ones = self._constant(1, (1, x.shape[0]), x.dtype)
         self.matmul(ones, x, out=out.reshape(1, -1))
         return out
 
@@ -158,26 +159,20 @@ class CupyBackend(Backend):
 
     def sgd_update(self, param, grad, lr, guard=None):
         if guard is None:
-            guard = self._finite_pair(param.dtype)
+            guard = self._constant(0, (2,), param.dtype)  # a guard that always lets the update through
         n = param.size
         self.kernel("sgd_update", param.dtype)(
             self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard)
         )
         return param
 
-    def _ones_row(self, length, dtype):
-        key = ("ones", length, numpy.dtype(dtype).name)
-        ones = self._constants.get(key)
-        if ones is None:
-            ones = self._constants[key] = self.xp.ones((1, length), dtype=dtype)
-        return ones
-
-    def _finite_pair(self, dtype):
-        key = ("zeros", numpy.dtype(dtype).name)
-        zeros = self._constants.get(key)
-        if zeros is None:
-            zeros = self._constants[key] = self.xp.zeros(2, dtype=dtype)
-        return zeros
+    def _constant(self, value, shape, dtype):
+        """A device array filled with ``value``, made once (outside any graph capture) and kept."""
+        key = (value, shape, numpy.dtype(dtype).name)
+        array = self._constants.get(key)
+        if array is None:
+            array = self._constants[key] = self.xp.full(shape, value, dtype=dtype)
+        return array
 
     # ------------------------------------------------------------------ CUDA graphs
     def run_recorded(self, step, recordings, arrays, scalars):
