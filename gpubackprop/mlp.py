@@ -71,7 +71,7 @@ class MLP:
         self.backend = get_backend(backend)
         n_layers = len(self.layer_sizes) - 1
         self.activations = (self.hidden_activation,) * (n_layers - 1) + (self.output_activation,)
-        self.weights, self.biases = [], []
+        self._weights, self._biases, self._flat_params = (), (), None
         self._workspaces = {}
         self.set_params(self._initial_params(seed))
 
@@ -95,7 +95,7 @@ class MLP:
         backend = self.backend
         # Every W and b becomes a view into one flat buffer, laid out as the workspace's ``grads``
         # (W₁, b₁, W₂, b₂, ...), so that train_step updates all of them in one operation (one
-        # kernel launch). Replace parameters only through set_params, which keeps it so.
+        # kernel launch).
         arrays = [array for pair in checked for array in pair]
         flat = backend.empty((sum(array.size for array in arrays),), self.dtype)
         views, offset = [], 0
@@ -104,8 +104,19 @@ class MLP:
             backend.copyto(view, array)  # a copy, cast to our dtype: the caller's arrays stay theirs
             views.append(view)
             offset += array.size
-        self.weights, self.biases = views[0::2], views[1::2]  # only once every copy has succeeded
-        self._flat_params = (flat, self.weights, self.biases)
+        # Only once every copy has succeeded:
+        self._weights, self._biases, self._flat_params = tuple(views[0::2]), tuple(views[1::2]), flat
+
+    @property
+    def weights(self):
+        """The W of each layer, (out, in), as backend arrays: views into the network's parameter
+        buffer (writable in place; replace them with ``set_params``)."""
+        return self._weights
+
+    @property
+    def biases(self):
+        """The b of each layer, (out,), as backend arrays, like ``weights``."""
+        return self._biases
 
     def get_params(self):
         """A list of (W, b) per layer, as NumPy copies."""
@@ -157,7 +168,7 @@ class MLP:
         X, Y = self._batch_inputs(X, Y)
         ws = self._workspace(X.shape[0])
         self.backend.run_recorded(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
-                                  arrays=(X, Y, *self.weights, *self.biases), scalars=(lr, check_finite))
+                                  arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
         loss, grad_check = ws.status.tolist()  # the one host synchronisation of a step
         if check_finite:
             # The guarded update was skipped (on the device, too) if either value is NaN/Inf.
@@ -179,13 +190,7 @@ class MLP:
             # so every gradient is checked too, in one pass over the flat gradient buffer.
             ops.finite_check(ws.grads, out=ws.grad_check)
             guard = ws.status  # [loss, gradient check]: the update is skipped if either is NaN/Inf
-        flat, weights, biases = self._flat_params
-        if self.weights is weights and self.biases is biases:  # W, b are still views of flat
-            ops.sgd_update(flat, ws.grads, lr, guard)  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
-        else:
-            for W, b, gW, gb in zip(self.weights, self.biases, ws.grad_weights, ws.grad_biases):
-                ops.sgd_update(W, gW, lr, guard)
-                ops.sgd_update(b, gb, lr, guard)
+        ops.sgd_update(self._flat_params, ws.grads, lr, guard)  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
 
     def fit(self, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
         """Mini-batch SGD over ``epochs`` passes of (X, Y); returns a ``training.History``
