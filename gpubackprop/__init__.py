@@ -1,9 +1,9 @@
 """gpubackprop: multilayer perceptrons trained with the matrix form of backpropagation,
 on a CUDA GPU through CuPy, or on the CPU through NumPy, with the same API and numbers."""
-from .backends import Backend, BackendUnavailableError, available_backends, get_backend
+from .backends import Backend, available_backends, get_backend
+from .errors import BackendUnavailableError, BatchTooLargeError, CheckpointError, NonFiniteLossError
 from .mlp import MLP
-from .checkpoint import CheckpointError
-from .validation import BatchTooLargeError, NonFiniteLossError
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError", "available_backends", "get_backend", "__version__"]
+__all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError",
+           "available_backends", "get_backend", "__version__"]

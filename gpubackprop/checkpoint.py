@@ -20,14 +20,14 @@ import zipfile
 
 import numpy
 
+from . import activations
+from .errors import CheckpointError
+from .validation import DTYPES
+
 FORMAT = "gpubackprop-checkpoint"
 VERSION = 1
 _DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold: no clock in the bytes
 _META = ("format", "version", "layer_sizes", "hidden_activation", "output_activation", "dtype")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable gpubackprop checkpoint; the message names the file and why."""
 
 
 def _members(net):
@@ -131,8 +131,6 @@ def _text(arrays, key, path) -> str:
 def read(path) -> dict:
     """The checkpoint at ``path`` as {"layer_sizes", "hidden_activation", "output_activation",
     "dtype", "params"}, fully checked; raises CheckpointError naming the file and the problem."""
-    from .mlp import DTYPES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -155,7 +153,7 @@ def read(path) -> dict:
         raise CheckpointError(f"{path}: corrupt checkpoint (layer_sizes {sizes.tolist()!r})")
     sizes = [int(n) for n in sizes]
     meta = {key: _text(arrays, key, path) for key in ("hidden_activation", "output_activation", "dtype")}
-    for key, valid in (("hidden_activation", HIDDEN_ACTIVATIONS), ("output_activation", OUTPUT_ACTIVATIONS),
+    for key, valid in (("hidden_activation", activations.HIDDEN), ("output_activation", activations.OUTPUT),
                        ("dtype", DTYPES)):
         if meta[key] not in valid:
             raise CheckpointError(f"{path}: corrupt checkpoint ({key} {meta[key]!r}; valid: {', '.join(valid)})")
@@ -177,14 +175,3 @@ def read(path) -> dict:
     if extra:
         raise CheckpointError(f"{path}: corrupt checkpoint (unexpected arrays {', '.join(extra)})")
     return dict(layer_sizes=sizes, params=params, **meta)
-
-
-def load(path, backend=None, cls=None):
-    """The network saved at ``path``, on ``backend`` (a Backend, a name or None for the default)."""
-    if cls is None:
-        from .mlp import MLP as cls
-    content = read(path)
-    net = cls(content["layer_sizes"], hidden_activation=content["hidden_activation"],
-              output_activation=content["output_activation"], dtype=content["dtype"], backend=backend, seed=0)
-    net.set_params(content["params"])
-    return net

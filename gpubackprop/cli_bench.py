@@ -8,10 +8,14 @@ import dataclasses
 import json
 import time
 
+from . import benchmark
+from .backends import describe, get_backend
+from .validation import DTYPES
+
 
 def add_arguments(parser):
-    parser.add_argument("--backend", default="auto", help="auto (default), numpy or cupy")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--backend", default="auto", help="auto (default), numpy, cupy (the first GPU) or cupy:N")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES)
     parser.add_argument("--sizes", default="tiny,small,medium,large",
                         help="names (tiny,small,medium,large: the default) or custom sizes 'n0,n1,...,nL@batch', "
                              "separated by ';' or spaces, e.g. 'tiny;784,512,10@128'")
@@ -32,9 +36,7 @@ def _split_sizes(text):
 
 
 def _header(backend, env):
-    from .cli import describe_backend
-
-    print(f"backend: {describe_backend(backend)}; device: {env['device']}")
+    print(f"backend: {describe(backend)}; device: {env['device']}")
     for blas in env["blas"]:
         print(f"BLAS: {blas['library']} {blas['version'] or ''} threads={blas['threads']} "
               f"kernel={blas['architecture']}")
@@ -46,37 +48,31 @@ def _header(backend, env):
 
 
 def main(args) -> int:
-    from . import benchmark
-    from .backends import get_backend
-
     backend = get_backend(args.backend)
     if args.kernels:
         return _kernels(backend, args)
     seconds = 0.2 if args.quick else args.seconds
     sizes = [benchmark.parse_size(s) for s in _split_sizes(args.sizes)]
-    threads = benchmark.blas_threads()
-    if not args.no_torch:
-        torch, _ = benchmark.torch_status()
-        if torch is not None and backend.name == "numpy":
-            torch.set_num_threads(threads)  # the same thread count as NumPy's BLAS
+    threads = benchmark.blas_threads()  # torch on the CPU gets as many threads as NumPy's BLAS
     env = benchmark.environment(backend)
     _header(backend, env)
     print(f"dtype {args.dtype}; lr {benchmark.LEARNING_RATE}; ~{seconds:g} s per case, interleaved rounds, medians")
     print("×floor = step time / GEMM-floor time (lower is better); ×torch = torch step time / this one "
           "(throughput relative to torch, higher is better); spread = (max−min)/median over rounds")
-    rows, start = [], time.perf_counter()
+    rows, cases, start = [], [], time.perf_counter()
     for name, layer_sizes, batch in sizes:
         print(f"\n{name}: layers {layer_sizes}, batch {batch}, {len(benchmark.gemm_shapes(layer_sizes, batch))} GEMMs, "
               f"{benchmark.gemm_flops(layer_sizes, batch) / 1e9:.4g} GFLOP/step", flush=True)
         size_rows = benchmark.bench_size(backend, name, layer_sizes, batch, args.dtype, seconds,
-                                         with_torch=not args.no_torch, threads=threads)
+                                         with_torch=not args.no_torch, threads=threads, cases_out=cases)
         print(benchmark.format_rows(size_rows), flush=True)
         rows.extend(size_rows)
     print(f"\n({time.perf_counter() - start:.0f} s)")
-    if backend.name == "cupy":
-        # train_step replays a CUDA graph per step when capture works; say which path was timed.
-        failure = getattr(backend, "capture_error", None)
-        env["cuda_graphs"] = "used" if failure is None else f"not used: {failure}"
+    # On a recording backend train_step replays a CUDA graph per step when capture works: say
+    # which path was timed.
+    recording = {case.net.recording for case in cases if case.net is not None} - {None}
+    if recording:
+        env["cuda_graphs"] = "; ".join(sorted(recording))
         print(f"CUDA graphs: {env['cuda_graphs']}")
     if args.json:
         with open(args.json, "w") as fh:
@@ -89,18 +85,15 @@ def main(args) -> int:
 
 
 def _kernels(backend, args) -> int:
-    from . import benchmark
-
     env = benchmark.environment(backend)
     _header(backend, env)
-    if backend.name == "numpy":
-        print("note: the fused kernel exists on cupy only; on numpy this times the NumPy passes of the "
-              "same operation (3 ufuncs) against numpy.copyto of the same bytes")
+    print("note: on numpy this times the NumPy passes of the same operation (3 ufuncs) against a copy of "
+          "the same bytes; on cupy, the fused kernel against a device-to-device copy")
     results = benchmark.bench_kernels(backend, args.dtype, seconds=0.2 if args.quick else args.seconds)
     for r in results:
         print(f"{r['name']:<28} {r['bytes'] / 1e6:9.1f} MB {r['seconds'] * 1e6:10.1f} µs {r['GB/s']:9.1f} GB/s")
     ratio = results[0]["GB/s"] / results[1]["GB/s"]
-    print(f"fused / copy bandwidth: {ratio:.1%}" + (" (target ≥ 85%)" if backend.name == "cupy" else ""))
+    print(f"fused / copy bandwidth: {ratio:.1%} (target on a GPU: ≥ 85%)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"environment": env, "kernels": results, "ratio": ratio}, fh, indent=2)

@@ -16,6 +16,12 @@ from pathlib import Path
 
 import numpy
 
+from . import activations
+from .backends import describe
+from .errors import BatchTooLargeError, NonFiniteLossError
+from .mlp import MLP
+from .validation import DTYPES
+
 # Defaults chosen so that the built-in task trains robustly: over 10 seeds, 50 epochs take the
 # training loss 25-35x below the first epoch's (numpy backend, about 0.5 s on one CPU core).
 DEFAULT_HIDDEN = (32, 32)
@@ -44,13 +50,13 @@ def add_arguments(parser):
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of the samples held out for validation (default 0.2; 0 for none)")
     parser.add_argument("--layers", metavar="SIZES",
                         help="layer sizes, e.g. 2,32,32,1 (default: inputs,32,32,outputs of the data)")
-    parser.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"), help="hidden activation (default sigmoid)")
-    parser.add_argument("--output-activation", default="identity", choices=("identity", "sigmoid"), help="output activation (default identity)")
+    parser.add_argument("--activation", default="sigmoid", choices=activations.HIDDEN, help="hidden activation (default sigmoid)")
+    parser.add_argument("--output-activation", default="identity", choices=activations.OUTPUT, help="output activation (default identity)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"passes over the training data (default {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"mini-batch size (default {DEFAULT_BATCH})")
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"SGD learning rate (default {DEFAULT_LR})")
-    parser.add_argument("--backend", default="auto", help="auto (default), numpy or cupy")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="default float32")
+    parser.add_argument("--backend", default="auto", help="auto (default), numpy, cupy (the first GPU) or cupy:N")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES, help="default float32")
     parser.add_argument("--seed", type=int, default=0, help="seeds the built-in data, the split, the initial weights and the shuffling (default 0)")
     parser.add_argument("--save", metavar="MODEL.npz", help="save the trained network (gpubackprop.MLP.load reads it back)")
     parser.add_argument("--plot", metavar="LOSS.png", help="draw the loss per epoch (needs matplotlib: pip install 'gpubackprop[plot]')")
@@ -246,11 +252,6 @@ def main(args) -> int:
 
 
 def _run(args) -> int:
-    import gpubackprop as gb
-
-    from .cli import describe_backend
-    from .validation import BatchTooLargeError, NonFiniteLossError
-
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -272,10 +273,10 @@ def _run(args) -> int:
     (X_train, Y_train), val = split(X, Y, args.val_fraction, args.seed)
     sizes = parse_layers(args.layers, X.shape[1], Y.shape[1])
 
-    net = gb.MLP(sizes, hidden_activation=args.activation, output_activation=args.output_activation,
+    net = MLP(sizes, hidden_activation=args.activation, output_activation=args.output_activation,
                  dtype=args.dtype, backend=args.backend, seed=args.seed)
     backend = net.backend
-    print(f"backend: {describe_backend(backend)}")
+    print(f"backend: {describe(backend)}")
     print(f"data: {source}; {X_train.shape[0]} training, {0 if val is None else val[0].shape[0]} validation samples")
     print(f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden, {args.output_activation} output, "
           f"{args.dtype}; SGD lr {args.lr:g}, batch {args.batch_size}, {args.epochs} epochs")
@@ -301,7 +302,7 @@ def _run(args) -> int:
         print(f"saved the network to {args.save}")
     if args.plot:
         title = (f"gpubackprop train: {'-'.join(map(str, sizes))} {args.activation}, {args.dtype}, "
-                 f"lr {args.lr:g}, batch {args.batch_size}\nbackend {backend.name} ({backend.device_name()})")
+                 f"lr {args.lr:g}, batch {args.batch_size}\nbackend {backend.describe()}")
         plot_history(history, args.plot, title)
         print(f"saved the loss curve to {args.plot}")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy
 
+from .mlp import MLP
+
 LAYER_SIZES = [2, 2, 1]
 HIDDEN_ACTIVATION = "sigmoid"
 OUTPUT_ACTIVATION = "identity"
@@ -47,8 +49,6 @@ def params():
 
 def network(backend=None, dtype="float64"):
     """An MLP holding the lesson's starting parameters."""
-    from .mlp import MLP
-
     net = MLP(LAYER_SIZES, hidden_activation=HIDDEN_ACTIVATION, output_activation=OUTPUT_ACTIVATION,
               dtype=dtype, backend=backend)
     net.set_params(params())

@@ -4,19 +4,22 @@ Per layer, forward:   z = X Wᵀ + b,  a = act(z)                 (the lesson's 
 Per layer, backward:  δ = ∂L/∂a ⊙ act'(z)
                       ∂L/∂W = δᵀ X,  ∂L/∂b = Σ_batch δ,  ∂L/∂X = δ W   (passed to the layer below)
 The same five steps at every depth; every array operation goes through the backend.
+
+A network owns everything mutable it computes with (parameters, per-batch-size workspaces with
+their scratch space, recorded steps), so separate networks never share state; one network used
+from several threads serializes on its own lock, and runs with its backend's device current.
 """
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy
 
+from . import activations, checkpoint, training, validation
 from .backends import Backend, get_backend
-from . import validation
+from .errors import BatchTooLargeError, NonFiniteLossError
 
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
-OUTPUT_ACTIVATIONS = ("identity", "sigmoid")
-DTYPES = ("float32", "float64")
 _NO_TARGETS = object()  # forward's call of _batch_inputs
 _MAX_WORKSPACES = 8  # buffer sets kept per network, one per batch size
 
@@ -26,7 +29,7 @@ class _Workspace:
 
     def __init__(self, backend: Backend, sizes, batch: int, dtype):
         empty = backend.empty
-        self.inputs = empty((batch, sizes[0]), dtype)  # X converted to our dtype/device when needed
+        self.inputs = empty((batch, sizes[0]), dtype)  # X converted to our dtype/device, or gathered by fit
         self.targets = empty((batch, sizes[-1]), dtype)
         self.activations = [empty((batch, n), dtype) for n in sizes[1:]]
         # ∂L/∂a of each layer; turned into δ in place by the activation backward.
@@ -44,7 +47,8 @@ class _Workspace:
         self.status = empty((2,), dtype)
         self.loss = self.status[0:1].reshape(())  # 0-d views: the loss kernel writes status[0]
         self.grad_check = self.status[1:2].reshape(())
-        self.recordings = {}  # recorded steps on these buffers (CUDA graphs), see Backend.run_recorded
+        self.scratch = {}  # temporaries the backend's operations ask for (see backends.base.scratch_buffer)
+        self.recordings = {}  # recorded steps on these buffers (CUDA graphs), see the backend's recorder
 
     @staticmethod
     def nbytes(sizes, batch: int, dtype) -> int:
@@ -57,32 +61,35 @@ class _Workspace:
 class MLP:
     """A fully connected network ``layer_sizes[0] -> ... -> layer_sizes[-1]``.
 
-    Hidden layers use ``hidden_activation``; the last one ``output_activation``. The loss is the
-    mean squared error L = 1/(2B) Σ (ŷ − y)², which for one sample and one output is the lesson's
-    L = ½(ŷ − y)².
+    Hidden layers use ``hidden_activation``; the last one ``output_activation`` (the choices:
+    ``gpubackprop.activations``). The loss is the mean squared error L = 1/(2B) Σ (ŷ − y)², which
+    for one sample and one output is the lesson's L = ½(ŷ − y)². ``backend``: a name ("numpy",
+    "cupy", "cupy:1", "auto"), a Backend, or None for the GPUBACKPROP_BACKEND variable / "auto".
     """
 
     def __init__(self, layer_sizes, *, hidden_activation="sigmoid", output_activation="identity",
                  dtype="float32", backend=None, seed=None):
         self.layer_sizes = validation.check_layer_sizes(layer_sizes)
-        self.hidden_activation = validation.check_choice("hidden_activation", hidden_activation, HIDDEN_ACTIVATIONS)
-        self.output_activation = validation.check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
-        self.dtype = validation.check_dtype(dtype, DTYPES)
+        self.hidden_activation = validation.check_choice("hidden_activation", hidden_activation, activations.HIDDEN)
+        self.output_activation = validation.check_choice("output_activation", output_activation, activations.OUTPUT)
+        self.dtype = validation.check_dtype(dtype)
         self.backend = get_backend(backend)
         n_layers = len(self.layer_sizes) - 1
         self.activations = (self.hidden_activation,) * (n_layers - 1) + (self.output_activation,)
-        self._weights, self._biases, self._flat_params = (), (), None
+        self._lock = threading.RLock()
+        self._recorder = self.backend.recorder()
+        self._weights, self._biases, self._bias_rows, self._flat_params = (), (), (), None
         self._workspaces = {}
         self.set_params(self._initial_params(seed))
 
     # ------------------------------------------------------------------ parameters
     def _initial_params(self, seed):
-        """Glorot-uniform weights (He for relu), zero biases; drawn on the host so every backend
-        starts from the same numbers for the same seed."""
+        """Weights drawn uniformly as each activation's row of the table says (Glorot, He for
+        relu), zero biases; drawn on the host so every backend starts from the same numbers."""
         rng = numpy.random.default_rng(seed)
         params = []
         for (n_in, n_out), act in zip(zip(self.layer_sizes[:-1], self.layer_sizes[1:]), self.activations):
-            limit = math.sqrt(6.0 / n_in) if act == "relu" else math.sqrt(6.0 / (n_in + n_out))
+            limit = activations.TABLE[act].init_limit(n_in, n_out)
             params.append((rng.uniform(-limit, limit, size=(n_out, n_in)), numpy.zeros(n_out)))
         return params
 
@@ -91,21 +98,23 @@ class MLP:
 
         Everything is checked before anything is changed.
         """
-        checked = validation.check_params(params, self.layer_sizes, self.backend)
-        backend = self.backend
-        # Every W and b becomes a view into one flat buffer, laid out as the workspace's ``grads``
-        # (W₁, b₁, W₂, b₂, ...), so that train_step updates all of them in one operation (one
-        # kernel launch).
-        arrays = [array for pair in checked for array in pair]
-        flat = backend.empty((sum(array.size for array in arrays),), self.dtype)
-        views, offset = [], 0
-        for array in arrays:
-            view = flat[offset:offset + array.size].reshape(array.shape)
-            backend.copyto(view, array)  # a copy, cast to our dtype: the caller's arrays stay theirs
-            views.append(view)
-            offset += array.size
-        # Only once every copy has succeeded:
-        self._weights, self._biases, self._flat_params = tuple(views[0::2]), tuple(views[1::2]), flat
+        with self._lock, self.backend.activate():
+            checked = validation.check_params(params, self.layer_sizes, self.backend)
+            backend = self.backend
+            # Every W and b becomes a view into one flat buffer, laid out as the workspace's
+            # ``grads`` (W₁, b₁, W₂, b₂, ...), so that train_step updates all of them in one
+            # operation (one kernel launch).
+            arrays = [array for pair in checked for array in pair]
+            flat = backend.empty((sum(array.size for array in arrays),), self.dtype)
+            views, offset = [], 0
+            for array in arrays:
+                view = flat[offset:offset + array.size].reshape(array.shape)
+                backend.copyto(view, array)  # a copy, cast to our dtype: the caller's arrays stay theirs
+                views.append(view)
+                offset += array.size
+            # Only once every copy has succeeded:
+            self._weights, self._biases, self._flat_params = tuple(views[0::2]), tuple(views[1::2]), flat
+            self._bias_rows = tuple(b.reshape(1, -1) for b in self._biases)  # broadcast over the batch rows
 
     @property
     def weights(self):
@@ -118,41 +127,57 @@ class MLP:
         """The b of each layer, (out,), as backend arrays, like ``weights``."""
         return self._biases
 
+    @property
+    def capture_error(self):
+        """Why recording this network's step (a CUDA graph) failed, if it did; None otherwise."""
+        return self._recorder.error
+
+    @property
+    def recording(self):
+        """How steps run, for reports: None on a backend that does not record them, else "used"
+        (recorded once, replayed after) or "not used: <why>"."""
+        if not self._recorder.records:
+            return None
+        return "used" if self._recorder.error is None else f"not used: {self._recorder.error}"
+
     def get_params(self):
         """A list of (W, b) per layer, as NumPy copies."""
-        to_numpy = self.backend.to_numpy
-        return [(to_numpy(W), to_numpy(b)) for W, b in zip(self.weights, self.biases)]
+        with self._lock, self.backend.activate():
+            to_numpy = self.backend.to_numpy
+            return [(to_numpy(W), to_numpy(b)) for W, b in zip(self._weights, self._biases)]
 
     def save(self, path):
         """Write the network (sizes, activations, dtype, every W and b) to the .npz file ``path``,
         atomically. See ``gpubackprop.checkpoint``."""
-        from .checkpoint import save
-
-        save(self, path)
+        with self._lock:
+            checkpoint.save(self, path)
 
     @classmethod
     def load(cls, path, backend=None):
         """The network saved at ``path``, bit for bit, on ``backend`` (None: the default one).
         Raises ``CheckpointError`` for anything but a valid checkpoint. See ``gpubackprop.checkpoint``."""
-        from .checkpoint import load
-
-        return load(path, backend=backend, cls=cls)
+        content = checkpoint.read(path)
+        net = cls(content["layer_sizes"], hidden_activation=content["hidden_activation"],
+                  output_activation=content["output_activation"], dtype=content["dtype"], backend=backend, seed=0)
+        net.set_params(content["params"])
+        return net
 
     # ------------------------------------------------------------------ public API
     def forward(self, X):
         """ŷ for a batch X of shape (batch, inputs): a new backend array (batch, outputs)."""
-        X = self._batch_inputs(X)
-        ws = self._workspace(X.shape[0])
-        return self._forward(X, ws).copy()
+        with self._lock, self.backend.activate():
+            X = self._batch_inputs(X)
+            return self._forward(X, self._workspace(X.shape[0])).copy()
 
     def loss_and_grads(self, X, Y):
         """(loss, [(∂L/∂W, ∂L/∂b) per layer]) at the current parameters; nothing is updated."""
-        X, Y = self._batch_inputs(X, Y)
-        ws = self._workspace(X.shape[0])
-        loss = self._loss(X, Y, ws)
-        self._backward(X, ws)
-        to_numpy = self.backend.to_numpy
-        return loss, [(to_numpy(gW), to_numpy(gb)) for gW, gb in zip(ws.grad_weights, ws.grad_biases)]
+        with self._lock, self.backend.activate():
+            X, Y = self._batch_inputs(X, Y)
+            ws = self._workspace(X.shape[0])
+            loss = self._loss(X, Y, ws)
+            self._backward(X, ws)
+            to_numpy = self.backend.to_numpy
+            return loss, [(to_numpy(gW), to_numpy(gb)) for gW, gb in zip(ws.grad_weights, ws.grad_biases)]
 
     def train_step(self, X, Y, lr, *, check_finite=True):
         """One SGD step on the batch (X, Y); returns the loss before the update.
@@ -165,22 +190,26 @@ class MLP:
         bad batch then silently turns the parameters into NaN/Inf and the NaN loss is returned.
         """
         lr = validation.check_lr(lr, self.dtype)
-        X, Y = self._batch_inputs(X, Y)
-        ws = self._workspace(X.shape[0])
-        self.backend.run_recorded(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
-                                  arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
+        with self._lock, self.backend.activate():
+            X, Y = self._batch_inputs(X, Y)
+            return self._train_step(X, Y, self._workspace(X.shape[0]), lr, check_finite)
+
+    def _train_step(self, X, Y, ws, lr, check_finite=True):
+        """train_step on checked backend arrays of our dtype (X, Y may be ws.inputs/targets)."""
+        self._recorder.run(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
+                           arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
         loss, grad_check = ws.status.tolist()  # the one host synchronisation of a step
         if check_finite:
             # The guarded update was skipped (on the device, too) if either value is NaN/Inf.
             if not math.isfinite(loss):
-                raise validation.NonFiniteLossError(loss)
+                raise NonFiniteLossError(loss)
             if not math.isfinite(grad_check):
-                raise validation.NonFiniteLossError(loss, "gradients")
+                raise NonFiniteLossError(loss, "gradients")
         return loss
 
     def _step(self, X, Y, ws, lr, check_finite):
         """Forward, loss, backward, update: only queued work, no host synchronisation, so that a
-        device backend can record it once and replay it (see Backend.run_recorded)."""
+        device backend can record it once and replay it (see the backend's recorder)."""
         ops = self.backend
         self._loss_async(X, Y, ws)
         self._backward(X, ws)
@@ -190,22 +219,27 @@ class MLP:
             # so every gradient is checked too, in one pass over the flat gradient buffer.
             ops.finite_check(ws.grads, out=ws.grad_check)
             guard = ws.status  # [loss, gradient check]: the update is skipped if either is NaN/Inf
-        ops.sgd_update(self._flat_params, ws.grads, lr, guard)  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
+        # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
+        ops.sgd_update(self._flat_params, ws.grads, lr, guard, ws.scratch)
 
     def fit(self, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
         """Mini-batch SGD over ``epochs`` passes of (X, Y); returns a ``training.History``
         (per epoch: loss, val_loss with validation_data, seconds, samples_per_s).
         See ``gpubackprop.training.fit``."""
-        from .training import fit
-
-        return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
-                   progress=progress, validation_data=validation_data)
+        with self._lock, self.backend.activate():
+            return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
+                                seed=seed, progress=progress, validation_data=validation_data)
 
     def predict(self, X, batch_size=None):
         """ŷ for every row of X as a NumPy array, computed in chunks. See ``gpubackprop.training.predict``."""
-        from .training import predict
+        with self._lock, self.backend.activate():
+            return training.predict(self, X, batch_size=batch_size)
 
-        return predict(self, X, batch_size=batch_size)
+    def evaluate(self, X, Y, batch_size=None) -> float:
+        """The loss L = 1/(2N) Σ (ŷ − y)² over all N rows of (X, Y) at the current parameters,
+        computed in chunks; nothing is updated."""
+        with self._lock, self.backend.activate():
+            return training.evaluate(self, X, Y, batch_size=batch_size)
 
     def trace(self, X, Y):
         """Every intermediate quantity of one forward and backward pass, as NumPy arrays.
@@ -214,24 +248,25 @@ class MLP:
         grad_weight, grad_bias]}; nothing is updated. Made for teaching and for tests: it runs
         the same code as ``train_step`` and copies its buffers out as it goes.
         """
-        X, Y = self._batch_inputs(X, Y)
-        ws = self._workspace(X.shape[0])
-        layers = [dict() for _ in self.weights]
-        loss = self._loss(X, Y, ws, trace=layers)
-        self._backward(X, ws, trace=layers)
-        return {"loss": loss, "layers": layers}
+        with self._lock, self.backend.activate():
+            X, Y = self._batch_inputs(X, Y)
+            ws = self._workspace(X.shape[0])
+            layers = [dict() for _ in self._weights]
+            loss = self._loss(X, Y, ws, trace=layers)
+            self._backward(X, ws, trace=layers)
+            return {"loss": loss, "layers": layers}
 
     # ------------------------------------------------------------------ the math
     def _forward(self, X, ws, trace=None):
         ops = self.backend
         inputs = X
-        for i, (W, b, act) in enumerate(zip(self.weights, self.biases, self.activations)):
+        for i, (W, bias_row, act) in enumerate(zip(self._weights, self._bias_rows, self.activations)):
             a = ws.activations[i]
             ops.matmul(inputs, W, out=a, trans_b=True)  # z = X Wᵀ (+ b below)
             if trace is not None:
                 trace[i]["inputs"] = ops.to_numpy(inputs)
-                trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(b)
-            ops.bias_activation(a, b, act)  # a = act(z + b), fused, in place
+                trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(bias_row)
+            ops.bias_activation(a, bias_row, act)  # a = act(z + b), fused, in place
             if trace is not None:
                 trace[i]["a"] = ops.to_numpy(a)
             inputs = a
@@ -247,23 +282,24 @@ class MLP:
         """``_loss_async``, read back as a float; a NaN/Inf loss raises NonFiniteLossError."""
         value = float(self._loss_async(X, Y, ws, trace))  # a host synchronisation
         if not math.isfinite(value):
-            raise validation.NonFiniteLossError(value)
+            raise NonFiniteLossError(value)
         return value
 
     def _backward(self, X, ws, trace=None):
         ops = self.backend
-        for i in reversed(range(len(self.weights))):
+        for i in reversed(range(len(self._weights))):
             a, grad = ws.activations[i], ws.grad_outputs[i]
             inputs = ws.activations[i - 1] if i > 0 else X
             if trace is not None:
                 trace[i]["grad_a"] = ops.to_numpy(grad)
                 ones = ops.asarray(numpy.ones(a.shape), a.dtype)
-                trace[i]["act_grad"] = ops.to_numpy(ops.activation_backward(ones, a, self.activations[i], out=ones))
-            delta = ops.activation_backward(grad, a, self.activations[i], out=grad)  # δ = ∂L/∂a ⊙ act'(z)
+                trace[i]["act_grad"] = ops.to_numpy(
+                    ops.activation_backward(ones, a, self.activations[i], out=ones, scratch=ws.scratch))
+            delta = ops.activation_backward(grad, a, self.activations[i], out=grad, scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
             ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True)  # ∂L/∂W = δᵀ X
             ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
             if i > 0:
-                ops.matmul(delta, self.weights[i], out=ws.grad_outputs[i - 1])  # ∂L/∂X = δ W
+                ops.matmul(delta, self._weights[i], out=ws.grad_outputs[i - 1])  # ∂L/∂X = δ W
             if trace is not None:
                 trace[i]["delta"] = ops.to_numpy(delta)
                 trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
@@ -288,7 +324,7 @@ class MLP:
             device = self.backend.device_name()
         except Exception:  # the message matters more than the device's name
             device = "device"
-        return validation.BatchTooLargeError(
+        return BatchTooLargeError(
             f"a batch of {batch} rows does not fit: its buffers need {nbytes} bytes ({nbytes / 2**30:.1f} GiB) "
             f"for layer_sizes {self.layer_sizes} in {self.dtype.name} on the {self.backend.name} backend "
             f"({device}), and allocating them failed ({type(exc).__name__}: {exc}); nothing was changed: "
@@ -303,13 +339,14 @@ class MLP:
         """
         X = validation.as_batch(self.backend, X, "X", self.layer_sizes[0])
         ws = self._workspace(X.shape[0])
-        X = self._into(ws.inputs, X)
+        X = self._own_or_copied(ws.inputs, X)
         if Y is _NO_TARGETS:  # not None: Y=None from a caller is a bad argument, reported as such
             return X
         Y = validation.as_batch(self.backend, Y, "Y", self.layer_sizes[-1], batch=X.shape[0])
-        return X, self._into(ws.targets, Y)
+        return X, self._own_or_copied(ws.targets, Y)
 
-    def _into(self, buffer, array):
+    def _own_or_copied(self, buffer, array):
+        """``array`` itself when the step can use it as it is, else ``buffer`` holding a copy."""
         if self.backend.is_native(array) and array.dtype == self.dtype and array.flags.c_contiguous:
             return array
         self.backend.copyto(buffer, array)
@@ -318,5 +355,4 @@ class MLP:
     def __repr__(self):
         return (f"MLP({self.layer_sizes}, hidden_activation={self.hidden_activation!r}, "
                 f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r}, "
-                f"backend={self.backend.name!r})")
-
+                f"backend={self.backend.spec!r})")

@@ -1,10 +1,13 @@
 """Training on a whole data set: ``fit`` (mini-batch SGD over epochs) and ``predict`` (chunked).
 
-``fit`` moves the data to the backend's device once, then each epoch shuffles an index vector in
-place and gathers every mini-batch into a preallocated buffer (``take(..., out=buf)``): no array
-is allocated per batch and the data set is never copied per epoch. Each batch goes through
-``MLP.train_step``, so the math lives in one place. The last, partial batch of an epoch is used,
-with its own (cached) workspace size.
+``fit`` checks the data once and moves it to the backend's device once; then each epoch shuffles
+an index vector in place and gathers every mini-batch straight into the input and target buffers
+of the network's workspace for that batch size (the backend's ``gather_rows``): no array is
+allocated per batch, the data set is never copied per epoch, and every step reads the same
+buffers, so a recording backend replays its recorded step for every batch. Each batch is one
+``MLP`` training step (the math lives in one place), not checked a second time. The last,
+partial batch of an epoch is used, with its own (cached) workspace size. These functions are
+called by the ``MLP`` methods of the same names, under the network's lock and device.
 
 The training loss reported for an epoch is the batch-size-weighted mean of the losses that
 ``train_step`` returned during the epoch (each one before its update): the mean per-sample loss
@@ -132,26 +135,15 @@ def _to_device(net, X, Y, what=""):
     return backend.asarray(X, net.dtype), backend.asarray(Y, net.dtype)
 
 
-def _gather(backend, source, index, out):
-    """out[i] = source[index[i]] without a temporary."""
-    if backend.name == "numpy":
-        # mode="raise" (the default) buffers ``out``; the indices are a permutation, always valid.
-        numpy.take(source, index, axis=0, out=out, mode="clip")
-    else:
-        backend.xp.take(source, index, axis=0, out=out)
-    return out
-
-
 def _mean_loss(net, X, Y, chunk: int) -> float:
-    """L = 1/(2N) Σ (ŷ − y)² over (X, Y) at the current parameters, in chunks of ``chunk`` rows."""
-    xp, n = net.backend.xp, X.shape[0]
+    """L = 1/(2N) Σ (ŷ − y)² over device arrays (X, Y) at the current parameters, in chunks."""
+    n = X.shape[0]
     total = 0.0
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        diff = net.forward(X[start:stop])
-        xp.subtract(diff, Y[start:stop], out=diff)
-        flat = diff.reshape(-1)
-        total += float(xp.dot(flat, flat))
+        ws = net._workspace(stop - start)
+        xb, yb = net._own_or_copied(ws.inputs, X[start:stop]), net._own_or_copied(ws.targets, Y[start:stop])
+        total += float(net._loss_async(xb, yb, ws)) * (2 * (stop - start))  # the chunk's Σ (ŷ − y)²
     return 0.5 * total / n
 
 
@@ -160,7 +152,7 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
     """Train ``net`` with mini-batch SGD; returns a :class:`History`.
 
     X: (samples, inputs), Y: (samples, outputs) or (samples,) when there is one output; NumPy,
-    backend or any DLPack array (see ``gpubackprop.interop``). ``shuffle``: a new permutation per
+    backend or any DLPack array (see ``gpubackprop.backends.conversion``). ``shuffle``: a new permutation per
     epoch, drawn from ``numpy.random.default_rng(seed)`` on the host (the same batches on every
     backend for the same seed). ``progress``: a status line on stderr; None shows it only when
     stderr is a terminal (and the CI environment variable is unset). ``validation_data``: an
@@ -170,7 +162,7 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
     batch_size = _positive_int("batch_size", batch_size)
     lr = validation.check_lr(lr, net.dtype)
     backend = net.backend
-    X, Y = _to_device(net, X, Y)
+    X, Y = _to_device(net, X, Y)  # the one check of the data: gathered batches are not checked again
     val = None
     if validation_data is not None:
         try:
@@ -181,17 +173,13 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
 
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    n_full, rest = divmod(n, batch_size)
-    # (start, stop, X buffer, Y buffer) per batch; the buffers are shared by all full batches.
-    if shuffle:
-        rng = numpy.random.default_rng(seed)
-        order = numpy.arange(n, dtype=numpy.int64)  # shuffled in place each epoch
-        order_dev = order if backend.name == "numpy" else backend.asarray(order, numpy.int64)
-        full_bufs = (backend.empty((batch_size, X.shape[1]), net.dtype), backend.empty((batch_size, Y.shape[1]), net.dtype))
-        rest_bufs = (backend.empty((rest, X.shape[1]), net.dtype), backend.empty((rest, Y.shape[1]), net.dtype)) if rest else None
-    batches = [(i * batch_size, (i + 1) * batch_size) for i in range(n_full)]
-    if rest:
-        batches.append((n_full * batch_size, n))
+    # Rows are gathered in this order (shuffled in place each epoch when ``shuffle``) straight into
+    # the workspace of each batch size: all full batches share one, the partial last one its own.
+    order = numpy.arange(n, dtype=numpy.int64)
+    order_dev = backend.asarray(order, numpy.int64)  # the same array on the CPU
+    rng = numpy.random.default_rng(seed)
+    batches = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    workspaces = {stop - start: net._workspace(stop - start) for start, stop in batches}
 
     bar = ProgressLine(epochs, n) if progress_wanted(progress) else None
     history = History()
@@ -204,14 +192,11 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
                     backend.copyto(order_dev, order)
             weighted = 0.0
             for start, stop in batches:
-                if shuffle:
-                    xb, yb = full_bufs if stop - start == batch_size else rest_bufs
-                    index = order_dev[start:stop]
-                    _gather(backend, X, index, xb)
-                    _gather(backend, Y, index, yb)
-                else:  # row slices of C-contiguous arrays: used in place, no gather needed
-                    xb, yb = X[start:stop], Y[start:stop]
-                loss = net.train_step(xb, yb, lr)
+                ws = workspaces[stop - start]
+                index = order_dev[start:stop]
+                backend.gather_rows(X, index, ws.inputs)
+                backend.gather_rows(Y, index, ws.targets)
+                loss = net._train_step(ws.inputs, ws.targets, ws, lr)
                 weighted += loss * (stop - start)
                 if bar is not None:
                     elapsed = time.perf_counter() - start_time
@@ -220,7 +205,7 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
             seconds = time.perf_counter() - start_time
             record = {"epoch": epoch, "loss": weighted / n}
             if val is not None:
-                record["val_loss"] = _mean_loss(net, val[0], val[1], chunk=max(batch_size, _predict_chunk(net)))
+                record["val_loss"] = _mean_loss(net, val[0], val[1], chunk=_predict_chunk(net))
             record["seconds"] = seconds
             record["samples_per_s"] = n / seconds if seconds > 0 else math.inf
             history.records.append(record)
@@ -238,13 +223,22 @@ def _predict_chunk(net) -> int:
 
 def predict(net, X, batch_size=None):
     """ŷ for every row of X as a NumPy array (samples, outputs), computed ``batch_size`` rows at a
-    time (default: chunks sized so the widest layer's buffer stays near 16 MiB)."""
+    time (default: chunks sized so the widest layer's buffer stays near 16 MiB); each chunk's ŷ is
+    copied once, from the workspace straight into the result."""
     chunk = _predict_chunk(net) if batch_size is None else _positive_int("batch_size", batch_size)
     X = validation.as_batch(net.backend, X, "X", net.layer_sizes[0])
     n = X.shape[0]
     out = numpy.empty((n, net.layer_sizes[-1]), dtype=net.dtype)
-    to_numpy = net.backend.to_numpy
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        out[start:stop] = to_numpy(net.forward(X[start:stop]))
+        ws = net._workspace(stop - start)
+        yhat = net._forward(net._own_or_copied(ws.inputs, X[start:stop]), ws)
+        net.backend.to_host(yhat, out[start:stop])
     return out
+
+
+def evaluate(net, X, Y, batch_size=None) -> float:
+    """The loss L = 1/(2N) Σ (ŷ − y)² over every row of (X, Y), in chunks as ``predict``."""
+    chunk = _predict_chunk(net) if batch_size is None else _positive_int("batch_size", batch_size)
+    X, Y = _to_device(net, X, Y)
+    return _mean_loss(net, X, Y, chunk)

@@ -1,7 +1,8 @@
 """Checks at the API boundary: each error names the argument, what was expected and what came.
 
 Done once per call on shapes and dtypes only (no pass over the data), before anything changes.
-``as_batch`` is the single place where user arrays become backend arrays.
+``as_batch`` is the single place where user arrays become backend arrays (through the backend's
+``as_array``, which knows its device).
 
 What each kind of bad input gets:
 
@@ -22,43 +23,11 @@ import numbers
 
 import numpy
 
-from . import interop
 
+DTYPES = ("float32", "float64")  # the dtypes a network computes in
 _REAL_KINDS = "fiub"  # float, signed int, unsigned int, bool: castable to the network's dtype
 _DTYPE_MAX = {numpy.dtype("float32"): float(numpy.finfo(numpy.float32).max),
               numpy.dtype("float64"): float(numpy.finfo(numpy.float64).max)}
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training step met NaN or Inf (in the loss or in the gradients); no parameter was changed.
-
-    ``loss`` holds the loss value of the step (itself finite when only the gradients were not:
-    e.g. an Inf input behind a saturated sigmoid).
-    """
-
-    def __init__(self, loss: float, where: str = "loss"):
-        if where == "loss":
-            what = f"the loss is {loss!r}, not finite"
-        else:
-            what = f"the loss is {loss!r} but the {where} hold NaN/Inf values (or values so large their sum overflows)"
-        super().__init__(
-            f"{what}: the inputs or targets hold NaN/Inf values, or training diverged "
-            f"(learning rate too high?); no parameter was changed"
-        )
-        self.loss = loss
-        self.where = where
-
-
-class BatchTooLargeError(MemoryError):
-    """The buffers for one batch do not fit in the backend's memory; nothing was changed.
-
-    ``batch`` and ``nbytes`` (what the buffers of that batch size need) are attributes.
-    """
-
-    def __init__(self, message: str, batch: int, nbytes: int):
-        super().__init__(message)
-        self.batch = batch
-        self.nbytes = nbytes
 
 
 def check_layer_sizes(layer_sizes) -> list[int]:
@@ -84,7 +53,7 @@ def check_choice(argument: str, value, choices) -> str:
     return value
 
 
-def check_dtype(dtype, choices) -> numpy.dtype:
+def check_dtype(dtype, choices=DTYPES) -> numpy.dtype:
     try:
         name = numpy.dtype(dtype).name
     except (TypeError, ValueError):
@@ -106,24 +75,6 @@ def check_lr(lr, dtype=None) -> float:
     return lr
 
 
-def _gpu_array_error(name: str, array) -> TypeError:
-    return TypeError(
-        f"{name} is a GPU array ({type(array).__module__}.{type(array).__name__}) but this network runs on "
-        f"the numpy backend (CPU); move it to the host first (e.g. {name}.get() for CuPy, {name}.cpu() "
-        f"for PyTorch), or build the network with backend='cupy'"
-    )
-
-
-def _to_numpy(array, name: str):
-    """``numpy.asarray(array)``, with the argument named in any error."""
-    try:
-        return numpy.asarray(array)
-    except (TypeError, ValueError, OverflowError) as exc:  # ragged lists, objects refusing conversion
-        kind = ValueError if isinstance(exc, ValueError) else TypeError
-        raise kind(f"{name} must be a regular array of real numbers, got {type(array).__name__} that NumPy "
-                   f"cannot convert ({type(exc).__name__}: {exc})") from None
-
-
 def _check_kind(array, name: str):
     if array.dtype.kind not in _REAL_KINDS:
         what = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"
@@ -133,11 +84,7 @@ def _check_kind(array, name: str):
 
 def _as_array(backend, array, name: str):
     """A backend array (DLPack objects as zero-copy views) or a NumPy array, of real numbers."""
-    array = interop.as_native(backend, array, name)
-    if not backend.is_native(array):
-        if backend.name == "numpy" and hasattr(array, "__cuda_array_interface__"):
-            raise _gpu_array_error(name, array)
-        array = _to_numpy(array, name)
+    array = backend.as_array(array, name)
     _check_kind(array, name)
     return array
 

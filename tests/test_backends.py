@@ -16,7 +16,7 @@ import pytest
 
 import gpubackprop as gb
 from gpubackprop import backends
-from gpubackprop.backends import BACKEND_NAMES, ENV_VAR, NumpyBackend, probe_cupy
+from gpubackprop.backends import BACKEND_NAMES, ENV_VAR, CupyBackend, NumpyBackend, cupy_backend, describe, probe_cupy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,12 +32,12 @@ def cupy_importable():
 @pytest.fixture
 def fresh_detection(monkeypatch):
     """Forget the memoised CuPy probe and the backend instances, and restore them afterwards."""
-    saved_problem, saved_instances = list(backends._cupy_problem), dict(backends._instances)
-    backends._cupy_problem.clear()
+    saved_problem, saved_instances = list(cupy_backend._probe_memo), dict(backends._instances)
+    cupy_backend._probe_memo.clear()
     backends._instances.clear()
     monkeypatch.delenv(ENV_VAR, raising=False)
     yield
-    backends._cupy_problem[:] = saved_problem
+    cupy_backend._probe_memo[:] = saved_problem
     backends._instances.clear()
     backends._instances.update(saved_instances)
 
@@ -51,8 +51,8 @@ def no_env(monkeypatch):
 def test_explicit_numpy(no_env):
     backend = gb.get_backend("numpy")
     assert isinstance(backend, NumpyBackend)
-    assert backend.name == "numpy"
-    assert backend.xp is numpy
+    assert backend.name == "numpy" and backend.spec == "numpy" and backend.device == "cpu"
+    assert isinstance(backend.empty((2, 3), numpy.float32), numpy.ndarray)
     assert gb.get_backend("numpy") is backend  # created once, shared
     assert gb.get_backend(" NumPy ") is backend  # names are trimmed and case-insensitive
     assert gb.get_backend(backend) is backend  # a Backend passes through
@@ -62,7 +62,8 @@ def test_auto_picks_cupy_exactly_when_usable(no_env):
     expected = "numpy" if probe_cupy() else "cupy"
     assert gb.get_backend("auto").name == expected
     assert gb.get_backend().name == expected  # None and no environment variable: auto
-    assert gb.available_backends() == (["numpy"] if probe_cupy() else ["numpy", "cupy"])
+    devices = [] if probe_cupy() else [f"cupy:{i}" for i in range(CupyBackend.device_count())]
+    assert gb.available_backends() == ["numpy", *devices]
 
 
 def test_environment_variable_chooses_when_no_name_is_given(monkeypatch):
@@ -150,9 +151,7 @@ def test_cupy_not_installed_simulated(fresh_detection, monkeypatch):
     message = str(info.value)
     assert "CuPy not installed" in message and "ModuleNotFoundError" in message  # why, with the cause
     assert "pip install 'gpubackprop[cuda12]'" in message  # how to fix
-    from gpubackprop.cli import describe_backend
-
-    assert describe_backend(gb.get_backend("numpy")) == "numpy (CPU; CuPy not installed)"
+    assert describe(gb.get_backend("numpy")) == "numpy (CPU; CuPy not installed)"
 
 
 class _RaisingFinder:
@@ -229,15 +228,23 @@ def test_default_backend_in_a_fresh_interpreter():
         assert done.stderr == ""
 
 
-# ---------------------------------------------------------------------- CupyBackend's overrides
-def test_cupy_backend_overrides_keep_the_base_signatures():
-    # Importable without a GPU: the module imports only numpy at the top.
+# ---------------------------------------------------------------------- the interface
+@pytest.mark.parametrize("cls", [NumpyBackend, CupyBackend])
+def test_each_backend_implements_the_whole_interface_with_its_signatures(cls):
+    # Importable without a GPU: cupy_backend imports only numpy at the top.
     from gpubackprop.backends.base import Backend
-    from gpubackprop.backends.cupy_backend import CupyBackend
 
-    overrides = [name for name, member in vars(CupyBackend).items()
-                 if callable(member) and not name.startswith("__") and hasattr(Backend, name)]
-    # The operations a training step runs on the GPU are among them.
-    assert {"matmul", "bias_activation", "activation_backward", "mse_loss_grad", "sgd_update"} <= set(overrides)
-    for name in overrides:
-        assert inspect.signature(getattr(CupyBackend, name)) == inspect.signature(getattr(Backend, name)), name
+    assert not getattr(cls, "__abstractmethods__", None), f"{cls.__name__} leaves {cls.__abstractmethods__} out"
+    for name in Backend.__abstractmethods__:
+        parameters = lambda c: [(p.name, p.kind, p.default) for p in inspect.signature(getattr(c, name)).parameters.values()]  # noqa: E731
+        assert parameters(cls) == parameters(Backend), name
+    # The operations a training step runs are among them.
+    assert {"matmul", "bias_activation", "activation_backward", "mse_loss_grad", "sgd_update"} <= Backend.__abstractmethods__
+
+
+def test_the_base_class_is_an_interface_only():
+    """No operation of the base class has a body that runs: every backend says what it does."""
+    from gpubackprop.backends.base import Backend
+
+    with pytest.raises(TypeError, match="abstract"):
+        Backend()

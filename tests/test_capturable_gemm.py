@@ -8,11 +8,11 @@ import types
 import numpy
 import pytest
 
-from gpubackprop.backends.cupy_backend import _CapturableGemm
+from gpubackprop.backends.capturable_gemm import CapturableGemm
 
 
 class DeviceLike:
-    """A NumPy array seen the way _CapturableGemm sees a CuPy array (shape, flags, dtype, data.ptr)."""
+    """A NumPy array seen the way CapturableGemm sees a CuPy array (shape, flags, dtype, data.ptr)."""
 
     registry = {}
 
@@ -46,7 +46,7 @@ def test_row_major_product_for_every_transpose(dtype, scalar, trans_a, trans_b):
     m, n, k = 5, 3, 7
     a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
-    gemm = object.__new__(_CapturableGemm)
+    gemm = object.__new__(CapturableGemm)
     gemm._ctypes, gemm._handle = ctypes, None
     gemm._gemm = {dtype: (reference_column_major_gemm, scalar)}
     out = DeviceLike(numpy.full((m, n), numpy.nan, dtype))
@@ -59,7 +59,7 @@ def test_a_bias_gradient_shape_ones_row_times_delta():
     # sum_rows computes (1, B) @ (B, n) into a (1, n) view: the degenerate m = 1 case.
     rng = numpy.random.default_rng(1)
     delta = rng.normal(size=(6, 4))
-    gemm = object.__new__(_CapturableGemm)
+    gemm = object.__new__(CapturableGemm)
     gemm._ctypes, gemm._handle = ctypes, None
     gemm._gemm = {"float64": (reference_column_major_gemm, ctypes.c_double)}
     out = DeviceLike(numpy.zeros((1, 4)))

@@ -16,17 +16,17 @@ def sincos(n, seed=0):
 
 
 def record_steps(net):
-    """Wrap net.train_step to record (X copy, Y copy, loss) per call."""
+    """Wrap the network's training step (what fit calls per batch) to record (X copy, Y copy, loss)."""
     calls = []
-    original = net.train_step
+    original = net._train_step
 
-    def step(X, Y, lr):
+    def step(X, Y, ws, lr, check_finite=True):
         X_copy, Y_copy = numpy.array(X), numpy.array(Y)  # the batch buffers are reused
-        loss = original(X, Y, lr)
+        loss = original(X, Y, ws, lr, check_finite)
         calls.append((X_copy, Y_copy, loss))
         return loss
 
-    net.train_step = step
+    net._train_step = step
     return calls
 
 
@@ -157,17 +157,19 @@ def test_predict_chunks_and_matches_forward(backend):
     X, _ = sincos(103)
     net = gb.MLP([2, 7, 3], backend=backend, dtype="float64", seed=4)
     sizes = []
-    forward = net.forward
+    forward, forward_pass = net.forward, net._forward
 
-    def spy(batch):
+    def spy(batch, ws, trace=None):  # the forward pass of each chunk
         sizes.append(batch.shape[0])
-        return forward(batch)
+        return forward_pass(batch, ws, trace)
 
-    net.forward = spy
+    net._forward = spy
     chunked = net.predict(X, batch_size=25)
     assert sizes == [25, 25, 25, 25, 3]
     assert isinstance(chunked, numpy.ndarray) and chunked.shape == (103, 3) and chunked.dtype == numpy.float64
+    sizes.clear()
     whole = backend.to_numpy(forward(X))
+    assert sizes == [103]
     numpy.testing.assert_allclose(chunked, whole, rtol=1e-12)
     sizes.clear()
     numpy.testing.assert_allclose(net.predict(X), whole, rtol=1e-12)

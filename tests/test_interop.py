@@ -3,7 +3,8 @@ import numpy
 import pytest
 
 import gpubackprop as gb
-from gpubackprop import interop, validation
+from gpubackprop import validation
+from gpubackprop.backends import CupyBackend, conversion
 
 torch = pytest.importorskip("torch")
 
@@ -38,10 +39,10 @@ def test_cpu_tensor_is_read_without_a_copy():
 def test_numpy_and_non_dlpack_inputs_pass_through():
     backend = gb.get_backend("numpy")
     array = numpy.zeros((3, 2))
-    assert interop.as_native(backend, array, "X") is array
+    assert backend.as_array(array, "X") is array
     rows = [[1.0, 2.0]]
-    assert interop.as_native(backend, rows, "X") is rows
-    assert interop.dlpack_device(rows) is None
+    numpy.testing.assert_array_equal(backend.as_array(rows, "X"), numpy.array(rows))
+    assert conversion.dlpack_device(rows) is None
 
 
 def test_other_dtype_is_viewed_then_cast_into_the_workspace():
@@ -108,16 +109,26 @@ def test_gpu_tensor_into_the_numpy_backend_is_a_type_error():
         net.train_step(numpy.zeros((2, 2)), FakeDevice(10), 0.1)
 
 
-class FakeCupyBackend:
-    name = "cupy"
+def fake_cupy_backend(device_id=0):
+    """A CupyBackend without CuPy or a device: enough for its as_array's decisions."""
+    class FakeCupyArray:
+        pass
 
-    def is_native(self, array):
-        return False
+    backend = object.__new__(CupyBackend)
+    backend.xp = type("fake_cupy", (), {"ndarray": FakeCupyArray})
+    backend.device_id, backend.device = device_id, f"cuda:{device_id}"
+    return backend
 
 
 def test_cpu_tensor_into_the_cupy_backend_is_a_type_error():
     with pytest.raises(TypeError, match=r"X lives on cpu \(Tensor from torch\) .* cupy backend.*X\.to\('cuda'\)"):
-        interop.as_native(FakeCupyBackend(), torch.zeros(2, 2), "X")
+        fake_cupy_backend().as_array(torch.zeros(2, 2), "X")
+
+
+def test_a_tensor_on_another_gpu_is_a_type_error_naming_both_devices():
+    with pytest.raises(TypeError, match=r"X lives on cuda:0 but this network computes on cuda:1; move it there "
+                                        r"first \(X\.to\('cuda:1'\)\)"):
+        fake_cupy_backend(1).as_array(type("Tensor", (FakeDevice,), {"__module__": "torch"})(2, 0), "X")
 
 
 def test_torch_hints_name_the_torch_calls():
@@ -126,7 +137,7 @@ def test_torch_hints_name_the_torch_calls():
 
     FakeTorchTensor.__module__ = "torch"
     with pytest.raises(TypeError, match=r"X\.cpu\(\)"):
-        interop.as_native(gb.get_backend("numpy"), FakeTorchTensor(2, 0), "X")
+        gb.get_backend("numpy").as_array(FakeTorchTensor(2, 0), "X")
 
 
 # ---------------------------------------------------------------------- CUDA (marked gpu)

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy
 import pytest
 
-from gpubackprop.backends.base import ACTIVATIONS
+import threading
+
+from gpubackprop.activations import NAMES as ACTIVATIONS
 from gpubackprop.backends.cupy_backend import CupyBackend, kernel_dir, kernel_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,16 +95,17 @@ def called_kernel_names():
         return lambda grid, block, args: None
 
     stub = object.__new__(CupyBackend)  # no __init__: no CuPy device needed
-    stub.__dict__.update(_scratch={}, _modules={}, _kernels={}, _constants={}, _max_blocks=1)
+    stub.__dict__.update(_modules={}, _kernels={}, _constants={}, _max_blocks=1, _lock=threading.Lock(),
+                         _capturing=threading.local())
     stub.xp = numpy
     stub.kernel = record
     for dtype in ("float32", "float64"):
         x = numpy.zeros((3, 2), dtype)
         for activation in ACTIVATIONS:
-            stub.bias_activation(x, numpy.zeros(2, dtype), activation)
-            stub.activation_backward(x, x, activation, numpy.zeros_like(x))
+            stub.bias_activation(x, numpy.zeros((1, 2), dtype), activation)
+            stub.activation_backward(x, x, activation, numpy.zeros_like(x), scratch={})
         stub.mse_loss_grad(x, x, numpy.zeros_like(x), numpy.zeros((), dtype))
-        stub.sgd_update(x, x, 0.1)
+        stub.sgd_update(x, x, 0.1, None, {})
         if "finite_check" in vars(CupyBackend):  # a kernel-backed check, where the backend has one
             stub.finite_check(x, numpy.zeros(2, dtype))
     return names

@@ -1,111 +1,106 @@
-"""Choosing a backend: NumPy always, CuPy when it imports AND a CUDA device is usable."""
+"""Backends are devices: "numpy" is the CPU, "cupy:N" the N-th CUDA device ("cupy" is cupy:0).
+
+Each backend class registers here under its name and says itself, through ``probe()``, why it
+cannot run. ``get_backend`` gives one shared instance per device: a backend holds only values
+that never change once made (compiled kernels, constants), so networks may share it.
+"""
 from __future__ import annotations
 
 import os
+import threading
 
-from .base import ACTIVATIONS, Backend
+from ..errors import BackendUnavailableError
+from .base import Backend
+from .cupy_backend import CupyBackend
 from .numpy_backend import NumpyBackend
 
-BACKEND_NAMES = ("auto", "numpy", "cupy")
+REGISTRY = {"numpy": NumpyBackend, "cupy": CupyBackend}  # the CPU fallback first
+BACKEND_NAMES = ("auto", *REGISTRY)
 ENV_VAR = "GPUBACKPROP_BACKEND"
-_INSTALL_HINT = "pip install 'gpubackprop[cuda12]' (CUDA 12 driver) or 'gpubackprop[cuda13]' (CUDA 13 driver)"
 
-
-class BackendUnavailableError(RuntimeError):
-    """The requested backend cannot run here; the message says why and how to fix it."""
-
-
-_instances: dict = {}
-_cupy_problem: list = []  # memo of _probe(): [(None, None)] when usable, [(short, full)] when not
+_instances: dict = {}  # (name, device index) -> Backend
+_instances_lock = threading.Lock()
 
 
 def probe_cupy(short: bool = False) -> str | None:
     """None when CuPy imports and a CUDA device is usable; otherwise why not, and the fix
-    (``short``: only the why, for one-line headers).
-
-    "CuPy importable" and "a device usable" are told apart: CI has CuPy and no GPU.
-    """
-    if not _cupy_problem:
-        _cupy_problem.append(_probe())
-    return _cupy_problem[0][0 if short else 1]
-
-
-def _probe():
-    try:
-        import cupy
-    except Exception as exc:  # ImportError, but also broken installs raising anything else
-        what = "CuPy not installed" if isinstance(exc, ImportError) else "CuPy not importable"
-        return what, f"{what} ({type(exc).__name__}: {exc}); to fix: {_INSTALL_HINT}"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        try:
-            driver = cupy.cuda.runtime.driverGetVersion()
-            runtime = cupy.cuda.runtime.runtimeGetVersion()
-        except Exception:
-            driver = runtime = None
-        if driver == 0:
-            what = "no CUDA driver found"
-        elif driver is not None and runtime is not None and driver < runtime:
-            what = f"CUDA driver too old (it supports CUDA {driver}, CuPy needs {runtime})"
-        else:
-            what = "no usable CUDA device"
-        return what, (
-            f"CuPy {cupy.__version__} is installed but {what} ({type(exc).__name__}: {exc}); "
-            f"to fix: run on a machine with an NVIDIA GPU and its driver, or install the CuPy "
-            f"wheel that matches the driver: {_INSTALL_HINT}"
-        )
-    if count < 1:
-        what = "no CUDA device"
-        return what, f"CuPy {cupy.__version__} is installed but sees {what}; to fix: run on a machine with an NVIDIA GPU"
-    return None, None
+    (``short``: only the why, for one-line headers). "CuPy importable" and "a device usable" are
+    told apart: CI has CuPy and no GPU."""
+    return CupyBackend.probe(short)
 
 
 def available_backends() -> list[str]:
-    """Names of the backends usable here, e.g. ["numpy"] or ["numpy", "cupy"]."""
-    return ["numpy"] if probe_cupy() else ["numpy", "cupy"]
-
-
-def get_backend(name: str | None = None) -> Backend:
-    """The backend called ``name``: "auto" | "numpy" | "cupy".
-
-    None means the GPUBACKPROP_BACKEND environment variable, else "auto"; "auto" picks CuPy when
-    it is usable and NumPy otherwise. Backends are created once and shared.
-    """
-    if isinstance(name, Backend):
-        return name
-    source = "argument"
-    if name is None:
-        name = os.environ.get(ENV_VAR) or "auto"
-        source = f"environment variable {ENV_VAR}" if os.environ.get(ENV_VAR) else "default"
-    if not isinstance(name, str) or name.strip().lower() not in BACKEND_NAMES:
-        raise ValueError(f"unknown backend {name!r} (from the {source}); valid names: {', '.join(BACKEND_NAMES)}")
-    name = name.strip().lower()
-    if name == "auto":
-        name = "numpy" if probe_cupy() else "cupy"
-    if name == "cupy":
-        problem = probe_cupy()
-        if problem:
-            raise BackendUnavailableError(f"the cupy backend is unavailable: {problem}")
-    backend = _instances.get(name)
-    if backend is None:
-        if name == "cupy":
-            from .cupy_backend import CupyBackend
-
-            backend = CupyBackend()
+    """Every usable device, e.g. ["numpy"] or ["numpy", "cupy:0", "cupy:1"]."""
+    names = []
+    for name, cls in REGISTRY.items():
+        if cls is NumpyBackend:
+            names.append(name)
         else:
-            backend = NumpyBackend()
-        _instances[name] = backend
+            names.extend(f"{name}:{index}" for index in range(cls.device_count()))
+    return names
+
+
+def _parse(spec, source):
+    """("cupy", 1) from "cupy:1"; index None when the spec names none; ValueError naming the valid forms."""
+    valid = f"valid names: {', '.join(BACKEND_NAMES)}, or cupy:N for the N-th CUDA device"
+    if not isinstance(spec, str):
+        raise ValueError(f"unknown backend {spec!r} (from the {source}); {valid}")
+    name, colon, index = spec.strip().lower().partition(":")
+    if name not in BACKEND_NAMES or (colon and name == "auto"):
+        raise ValueError(f"unknown backend {spec!r} (from the {source}); {valid}")
+    if not colon:
+        return name, None
+    if not index.isdigit():
+        raise ValueError(f"bad device index in backend {spec!r} (from the {source}): expected a "
+                         f"non-negative integer as in '{name}:0'")
+    return name, int(index)
+
+
+def get_backend(spec=None) -> Backend:
+    """The backend ``spec``: "auto" | "numpy" | "cupy" | "cupy:N", or a Backend (returned as it is).
+
+    None means the GPUBACKPROP_BACKEND environment variable, else "auto"; "auto" picks the first
+    CUDA device when CuPy can use one, and NumPy otherwise.
+    """
+    if isinstance(spec, Backend):
+        return spec
+    source = "argument"
+    if spec is None:
+        spec = os.environ.get(ENV_VAR) or "auto"
+        source = f"environment variable {ENV_VAR}" if os.environ.get(ENV_VAR) else "default"
+    name, index = _parse(spec, source)
+    if name == "auto":
+        name = "numpy" if CupyBackend.probe() else "cupy"
+    cls = REGISTRY[name]
+    index = 0 if index is None else index
+    problem = cls.probe()
+    if problem:
+        raise BackendUnavailableError(f"the {name} backend is unavailable: {problem}")
+    if cls is not NumpyBackend:
+        count = cls.device_count()
+        if index >= count:
+            exists = ", ".join(f"{name}:{i}" for i in range(count))
+            raise BackendUnavailableError(
+                f"there is no device {name}:{index}: this machine has {count} usable "
+                f"{'device' if count == 1 else 'devices'} of that kind ({exists}); to fix: pick one of those")
+    key = (name, index)
+    with _instances_lock:
+        backend = _instances.get(key)
+        if backend is None:
+            backend = _instances[key] = cls(index)
     return backend
 
 
-__all__ = [
-    "ACTIVATIONS",
-    "BACKEND_NAMES",
-    "Backend",
-    "BackendUnavailableError",
-    "NumpyBackend",
-    "available_backends",
-    "get_backend",
-    "probe_cupy",
-]
+def describe(backend: Backend) -> str:
+    """``backend.describe()``, and on the CPU why no accelerator was chosen: "numpy (CPU; CuPy not
+    installed)", "cupy:0 (NVIDIA H200)"."""
+    text = backend.describe()
+    if isinstance(backend, NumpyBackend):
+        missing = [problem for cls in REGISTRY.values() if (problem := cls.probe(short=True))]
+        if missing:
+            text = f"{text[:-1]}; {'; '.join(missing)})"
+    return text
+
+
+__all__ = ["BACKEND_NAMES", "ENV_VAR", "REGISTRY", "Backend", "BackendUnavailableError", "CupyBackend", "NumpyBackend",
+           "available_backends", "describe", "get_backend", "probe_cupy"]

@@ -1,143 +1,167 @@
-"""The array operations the matrix form of backpropagation needs, written once against ``self.xp``.
+"""What a backend is: one device (the CPU, or one GPU), its array library, and one method per
+operation the matrix form of backpropagation needs.
 
-Every method takes its output buffer (``out=``) so that a training step reuses preallocated
-arrays. ``NumpyBackend`` uses these methods as they are; ``CupyBackend`` overrides the
-elementwise ones with the fused CUDA kernels in ``kernels/`` (same operations, same order).
+This class is the interface only: ``NumpyBackend`` implements it for the CPU (the reference
+arithmetic), ``CupyBackend`` for one CUDA device (cuBLAS and the fused kernels of ``kernels/``),
+performing the same operations in the same order. Nothing outside ``backends/`` knows which
+backend it holds: conversions of incoming arrays, row gathers, host copies, timers and the
+one-line description are methods here too.
+
+A backend holds no state that belongs to a network: buffers, scratch space and recorded steps
+live in the network's workspace, so networks sharing a backend never share mutable memory.
+Operations take their outputs (``out=``) and, where NumPy needs a temporary, a ``scratch`` dict
+owned by the caller's workspace (see :func:`scratch_buffer`).
 """
 from __future__ import annotations
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+import abc
 
 
-class Backend:
-    """One array library plus the operations of one MLP layer, forward and backward."""
+def scratch_buffer(scratch: dict, shape, dtype, empty):
+    """A temporary of ``shape`` and ``dtype`` kept in the caller's ``scratch`` dict: allocated at
+    first use, reused after, its content undefined between calls."""
+    key = (shape, dtype)
+    buffer = scratch.get(key)
+    if buffer is None:
+        buffer = scratch[key] = empty(shape, dtype)
+    return buffer
 
-    name: str = "base"
-    xp = None  # the array module (numpy or cupy)
 
-    def __init__(self):
-        self._scratch = {}
+class Backend(abc.ABC):
+    """One device and the operations of one MLP layer, forward and backward."""
+
+    name: str  # "numpy", "cupy": the registry's name of the class
+    device: str  # where the arrays live, in DLPack/PyTorch words: "cpu", "cuda:1"
+    spec: str  # what get_backend() takes to give this backend back: "numpy", "cupy:1"
+
+    # ------------------------------------------------------------------ the device
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls, short: bool = False) -> str | None:
+        """None when this kind of backend can run here; otherwise why not and how to fix it
+        (``short``: only the why, for one-line headers)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def device_count(cls) -> int:
+        """How many devices of this kind are usable here (0 when ``probe()`` says why not)."""
+
+    @abc.abstractmethod
+    def device_name(self) -> str:
+        """The hardware, e.g. "CPU" or "NVIDIA H200"."""
+
+    def describe(self) -> str:
+        """One line for headers: "cupy:0 (NVIDIA H200)", "numpy (CPU)"."""
+        return f"{self.spec} ({self.device_name()})"
+
+    @abc.abstractmethod
+    def activate(self):
+        """A context manager under which this backend's device is the current one (for the
+        calling thread); every array operation of a network runs under it."""
+
+    @abc.abstractmethod
+    def versions(self) -> dict:
+        """Versions of the libraries this backend runs on, for reports."""
+
+    @abc.abstractmethod
+    def timer(self):
+        """A timer of this device's work: ``measure(fn, n)`` gives the seconds ``n`` calls took."""
 
     # ------------------------------------------------------------------ arrays
-    def device_name(self) -> str:
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def empty(self, shape, dtype):
-        return self.xp.empty(shape, dtype=dtype)
+        """An uninitialised array on the device."""
 
+    @abc.abstractmethod
     def asarray(self, array, dtype):
-        """A backend array of ``dtype`` holding ``array`` (a copy only where needed)."""
-        return self.xp.ascontiguousarray(self.xp.asarray(array, dtype=dtype))
+        """A C-contiguous device array of ``dtype`` holding ``array`` (a copy only where needed)."""
 
-    def to_numpy(self, array):
-        """A NumPy copy of a backend array (host memory)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def as_array(self, array, name: str):
+        """A user's array as either this backend's own kind (DLPack producers on this device as
+        zero-copy views) or a NumPy array for the backend to upload; anything on another device
+        is a TypeError saying how to move it. ``name`` names the argument in errors."""
 
+    @abc.abstractmethod
     def is_native(self, array) -> bool:
-        """True when ``array`` lives where this backend computes (no transfer needed)."""
-        return isinstance(array, self.xp.ndarray)
+        """True when ``array`` is this backend's own kind (no transfer needed)."""
 
+    @abc.abstractmethod
     def copyto(self, dst, src):
-        self.xp.copyto(dst, src)
+        """dst[...] = src, src a device or NumPy array (cast to dst's dtype)."""
 
+    @abc.abstractmethod
+    def device_copy(self, dst, src):
+        """dst = src as a raw copy of bytes (same shape and dtype, both contiguous)."""
+
+    @abc.abstractmethod
+    def to_numpy(self, array):
+        """A NumPy copy of a device array (host memory)."""
+
+    @abc.abstractmethod
+    def to_host(self, array, out):
+        """out (a C-contiguous NumPy array) = array: one copy, no temporary."""
+
+    @abc.abstractmethod
+    def gather_rows(self, source, index, out):
+        """out[i] = source[index[i]] for a vector of row indices, without a temporary."""
+
+    @abc.abstractmethod
     def synchronize(self):
-        """Wait for queued device work (no-op on the CPU)."""
-
-    def scratch(self, shape, dtype):
-        """A reusable temporary buffer; its content is undefined between calls."""
-        key = (shape, dtype)
-        buf = self._scratch.get(key)
-        if buf is None:
-            buf = self._scratch[key] = self.empty(shape, dtype)
-        return buf
+        """Wait for queued device work (nothing to wait for on the CPU)."""
 
     # ------------------------------------------------------------------ GEMM
+    @abc.abstractmethod
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        """out = op(a) @ op(b), with op the transpose where asked (views, no copies)."""
-        self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
-        return out
+        """out = op(a) @ op(b), with op the transpose where asked (flags, never copies)."""
+
+    @abc.abstractmethod
+    def gemm_sequence(self, gemms):
+        """A function of no arguments that issues the GEMMs ``[(a, b, out, trans_a, trans_b)]``
+        as cheaply as this backend can: the benchmark's floor."""
 
     # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias, activation):
-        """In place: z <- act(z + bias), the bias broadcast over the batch rows."""
-        xp = self.xp
-        xp.add(z, bias, out=z)
-        if activation == "sigmoid":
-            # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates where exp(-z) would overflow.
-            xp.multiply(z, 0.5, out=z)
-            xp.tanh(z, out=z)
-            xp.multiply(z, 0.5, out=z)
-            xp.add(z, 0.5, out=z)
-        elif activation == "tanh":
-            xp.tanh(z, out=z)
-        elif activation == "relu":
-            xp.maximum(z, 0, out=z)
-        elif activation != "identity":
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-        return z
+    @abc.abstractmethod
+    def bias_activation(self, z, bias_row, activation: str):
+        """In place: z <- act(z + bias), the (1, n) bias row broadcast over the batch rows."""
 
-    def activation_backward(self, grad, a, activation, out):
+    @abc.abstractmethod
+    def activation_backward(self, grad, a, activation: str, out, scratch: dict):
         """out = grad * act'(z), act' read off the stored activation a (out may be grad)."""
-        xp = self.xp
-        if activation == "identity":
-            if out is not grad:
-                xp.copyto(out, grad)
-            return out
-        s = self.scratch(a.shape, a.dtype)
-        if activation == "sigmoid":  # sigma' = a (1 - a)
-            xp.subtract(1, a, out=s)
-            xp.multiply(s, a, out=s)
-        elif activation == "tanh":  # tanh' = 1 - a^2
-            xp.multiply(a, a, out=s)
-            xp.subtract(1, s, out=s)
-        elif activation == "relu":  # relu' = [a > 0]
-            xp.greater(a, 0, out=s)
-        else:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-        xp.multiply(grad, s, out=out)
-        return out
 
+    @abc.abstractmethod
     def mse_loss_grad(self, yhat, y, grad, loss):
         """grad = (yhat - y) / B and loss[()] = sum((yhat - y)^2) / (2B); returns loss (0-d)."""
-        xp = self.xp
-        inv_batch = 1.0 / yhat.shape[0]
-        xp.subtract(yhat, y, out=grad)
-        flat = grad.reshape(-1)
-        loss[...] = xp.dot(flat, flat) * (0.5 * inv_batch)
-        xp.multiply(grad, inv_batch, out=grad)
-        return loss
 
+    @abc.abstractmethod
     def sum_rows(self, x, out):
         """out = sum of x over the batch axis (the bias gradient)."""
-        self.xp.sum(x, axis=0, out=out)
-        return out
 
+    @abc.abstractmethod
     def finite_check(self, x, out):
-        """out[()] = a value that is finite exactly when every element of x is (here: their sum,
-        which NaN and Inf reach; only a finite sum beyond the dtype's range gives a false alarm)."""
-        self.xp.sum(x, out=out)
-        return out
+        """out[()] = a value that is finite exactly when every element of x is (NaN and Inf reach
+        a sum; only a finite sum beyond the dtype's range gives a false alarm)."""
 
-    def sgd_update(self, param, grad, lr, guard=None):
-        """In place: param <- param - lr * grad (grad is left unchanged).
-
-        ``guard`` (optional): an array checked first; if any of its values is NaN/Inf nothing is
-        updated. Device backends check it on the device, so no host round trip precedes the update.
-        """
-        xp = self.xp
-        if guard is not None and not bool(xp.isfinite(guard).all()):
-            return param
-        step = self.scratch(grad.shape, grad.dtype)
-        xp.multiply(grad, lr, out=step)
-        xp.subtract(param, step, out=param)
-        return param
+    @abc.abstractmethod
+    def sgd_update(self, param, grad, lr, guard, scratch: dict):
+        """In place: param <- param - lr * grad (grad unchanged), skipped entirely when ``guard``
+        (an array, or None for no guard) holds NaN/Inf; a device checks it on the device, so no
+        host round trip precedes the update."""
 
     # ------------------------------------------------------------------ recording
-    def run_recorded(self, step, recordings, arrays, scalars):
-        """Run ``step()``, which only queues work on buffers that outlive it.
+    @abc.abstractmethod
+    def recorder(self):
+        """A new recorder for one network: ``run(step, recordings, arrays, scalars)`` runs
+        ``step()`` (work queued on buffers that outlive it) and may replay a recording of it on
+        later calls with the same ``arrays`` (by address) and ``scalars``; ``error`` says why
+        recording failed, if it did."""
 
-        Backends that can record the work (CUDA graphs) replay the recording on later calls with
-        the same ``arrays`` (by address) and ``scalars``: together with the buffers that
-        ``recordings`` lives as long as, they must be everything the work touches. Here: run it.
-        """
+
+class Eager:
+    """The recorder of a backend that does not record: every step runs as it is."""
+
+    error = None
+    records = False
+
+    def run(self, step, recordings, arrays, scalars):
         step()

@@ -1,24 +1,33 @@
-"""The CUDA backend: CuPy arrays, cuBLAS GEMMs and the fused kernels of ``kernels/``.
+"""The CUDA backend: one GPU through CuPy, cuBLAS GEMMs and the fused kernels of ``kernels/``.
 
-Only the operations that a kernel or cuBLAS makes faster are overridden; everything else is
-``Backend``'s NumPy-semantics code running on CuPy. Kernels are compiled on first use, once per
-dtype (CuPy caches the binaries on disk), never at import.
+Every operation is the NumPy backend's, in the same order, as one kernel or one cuBLAS call.
+Kernels are compiled on first use, once per dtype (CuPy caches the binaries on disk), never at
+import. A ``CupyBackend`` is one device: its methods assume that device is current, which the
+network ensures by running every call under ``activate()``.
 """
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy
 
-from .base import ACTIVATIONS, Backend
+from .. import activations
+from . import conversion
+from .base import Backend
+from .capturable_gemm import CapturableGemm
+from .timers import EventTimer
 
 _THREADS = 256
 _SEEN = object()  # a step key met once: recorded at the next meeting
+_MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
 _KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu")
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
 _NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
+_INSTALL_HINT = "pip install 'gpubackprop[cuda12]' (CUDA 12 driver) or 'gpubackprop[cuda13]' (CUDA 13 driver)"
+_probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
 
 
 def kernel_dir() -> Path:
@@ -45,69 +54,190 @@ def kernel_source(dtype) -> str:
     return "\n".join(parts)
 
 
+def _probe():
+    """(short, full) reasons why CuPy cannot run here, or (None, None)."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, but also broken installs raising anything else
+        what = "CuPy not installed" if isinstance(exc, ImportError) else "CuPy not importable"
+        return what, f"{what} ({type(exc).__name__}: {exc}); to fix: {_INSTALL_HINT}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        try:
+            driver = cupy.cuda.runtime.driverGetVersion()
+            runtime = cupy.cuda.runtime.runtimeGetVersion()
+        except Exception:
+            driver = runtime = None
+        if driver == 0:
+            what = "no CUDA driver found"
+        elif driver is not None and runtime is not None and driver < runtime:
+            what = f"CUDA driver too old (it supports CUDA {driver}, CuPy needs {runtime})"
+        else:
+            what = "no usable CUDA device"
+        return what, (
+            f"CuPy {cupy.__version__} is installed but {what} ({type(exc).__name__}: {exc}); "
+            f"to fix: run on a machine with an NVIDIA GPU and its driver, or install the CuPy "
+            f"wheel that matches the driver: {_INSTALL_HINT}"
+        )
+    if count < 1:
+        what = "no CUDA device"
+        return what, f"CuPy {cupy.__version__} is installed but sees {what}; to fix: run on a machine with an NVIDIA GPU"
+    return None, None
+
+
 class CupyBackend(Backend):
     name = "cupy"
 
     def __init__(self, device_id: int = 0):
-        super().__init__()
         import cupy  # imported here: importing gpubackprop never imports CuPy
 
         self.xp = cupy
+        self.device_id = device_id
+        self.device = f"cuda:{device_id}"
+        self.spec = f"cupy:{device_id}"
         self._device = cupy.cuda.Device(device_id)
         attrs = self._device.attributes
         # Enough resident blocks to fill every multiprocessor; grids stride past that.
         self._max_blocks = attrs["MultiProcessorCount"] * (attrs["MaxThreadsPerMultiProcessor"] // _THREADS)
+        # Caches of values that never change once made (compiled kernels, constant arrays):
+        # shared by the networks on this device, filled under a lock.
+        self._lock = threading.Lock()
         self._modules = {}  # dtype name -> cupy.RawModule
         self._kernels = {}  # (dtype name, kernel name) -> cupy.RawKernel
         self._constants = {}  # (value, shape, dtype) -> a filled device array, see _constant
-        self._capture_stream = None
-        self._capture_gemm = None  # _CapturableGemm, made with the capture stream
-        self.capture_error = None  # why the last CUDA graph capture failed, if one did
+        # The capturable GEMM of the recorder capturing in this thread, if one is (see GraphRecorder).
+        self._capturing = threading.local()
 
-    # ------------------------------------------------------------------ arrays
+    # ------------------------------------------------------------------ the device
+    @classmethod
+    def probe(cls, short: bool = False):
+        if not _probe_memo:
+            _probe_memo.append(_probe())
+        return _probe_memo[0][0 if short else 1]
+
+    @classmethod
+    def device_count(cls) -> int:
+        if cls.probe():
+            return 0
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount()
+
     def device_name(self) -> str:
-        props = self.xp.cuda.runtime.getDeviceProperties(self._device.id)
+        props = self.xp.cuda.runtime.getDeviceProperties(self.device_id)
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
 
-    def to_numpy(self, array):
-        return self.xp.asnumpy(array)
+    def activate(self):
+        return self._device  # cupy.cuda.Device: makes itself current, restores the previous one on exit
+
+    def versions(self) -> dict:
+        return {"numpy": numpy.__version__, "cupy": self.xp.__version__,
+                "cuda_runtime": self.xp.cuda.runtime.runtimeGetVersion()}
+
+    def timer(self):
+        with self._device:
+            return EventTimer(self.xp.cuda.Event(), self.xp.cuda.Event(), self.xp.cuda.get_elapsed_time)
+
+    # ------------------------------------------------------------------ arrays
+    def empty(self, shape, dtype):
+        with self._device:
+            return self.xp.empty(shape, dtype=dtype)
 
     def asarray(self, array, dtype):
-        return self.xp.ascontiguousarray(self.xp.asarray(array, dtype=dtype))
+        with self._device:
+            return self.xp.ascontiguousarray(self.xp.asarray(array, dtype=dtype))
+
+    def as_array(self, array, name: str):
+        cupy = self.xp
+        if isinstance(array, cupy.ndarray):
+            if array.device.id != self.device_id:
+                raise TypeError(
+                    f"{name} lives on cuda:{array.device.id} but this network computes on {self.device}; move it "
+                    f"there first ({conversion.device_hint('cupy', name, self.device)})")
+            return array
+        if isinstance(array, numpy.ndarray):
+            return array  # uploaded by the network: the documented way in
+        device = conversion.dlpack_device(array)
+        if device is not None:
+            kind, index = device
+            where, library = conversion.describe_device(kind, index), conversion.library_of(array)
+            if kind != conversion.CUDA:
+                raise TypeError(
+                    f"{name} lives on {where} ({type(array).__name__} from {library}) but this network runs "
+                    f"on the cupy backend (GPU); move it to the GPU first "
+                    f"({conversion.device_hint(library, name, 'cuda')}), or pass a NumPy array, which the "
+                    f"network uploads itself")
+            if index != self.device_id:
+                raise TypeError(
+                    f"{name} lives on {where} but this network computes on {self.device}; move it there "
+                    f"first ({conversion.device_hint(library, name, self.device)})")
+            with self._device:
+                return conversion.from_dlpack(cupy.from_dlpack, array, name, where)
+        return conversion.host_array(array, name)
+
+    def is_native(self, array) -> bool:
+        return isinstance(array, self.xp.ndarray)
 
     def copyto(self, dst, src):
         if isinstance(src, numpy.ndarray):  # host to device: one transfer, no device temporary
-            src = numpy.ascontiguousarray(src, dtype=dst.dtype)
-            dst.set(src)
+            dst.set(numpy.ascontiguousarray(src, dtype=dst.dtype))
         else:
             self.xp.copyto(dst, src)
 
+    def device_copy(self, dst, src):
+        dst.data.copy_from_device_async(src.data, src.nbytes)
+
+    def to_numpy(self, array):
+        with self._device:
+            return self.xp.asnumpy(array)
+
+    def to_host(self, array, out):
+        array.get(out=out)
+        return out
+
+    def gather_rows(self, source, index, out):
+        self.xp.take(source, index, axis=0, out=out)
+        return out
+
     def synchronize(self):
-        self.xp.cuda.get_current_stream().synchronize()
+        with self._device:
+            self.xp.cuda.get_current_stream().synchronize()
 
     # ------------------------------------------------------------------ kernels
     def kernel(self, name: str, dtype):
         """The compiled kernel ``name`` for ``dtype``, compiled on first use and cached."""
-        dtype_name = numpy.dtype(dtype).name
-        key = (dtype_name, name)
+        key = (numpy.dtype(dtype).name, name)
         fn = self._kernels.get(key)
         if fn is None:
-            module = self._modules.get(dtype_name)
-            if module is None:
-                module = self._modules[dtype_name] = self.xp.RawModule(
-                    code=kernel_source(dtype_name), options=_NVRTC_OPTIONS
-                )
-            fn = self._kernels[key] = module.get_function(name)
+            with self._lock:  # one compilation per dtype, however many threads ask at once
+                module = self._modules.get(key[0])
+                if module is None:
+                    module = self._modules[key[0]] = self.xp.RawModule(
+                        code=kernel_source(key[0]), options=_NVRTC_OPTIONS)
+                fn = self._kernels[key] = module.get_function(name)
         return fn
 
     def _grid(self, n: int):
         return (max(1, min((n + _THREADS - 1) // _THREADS, self._max_blocks)),)
 
+    def _constant(self, value, shape, dtype):
+        """A device array filled with ``value``, made once (outside any graph capture) and never written."""
+        key = (value, shape, numpy.dtype(dtype).name)
+        array = self._constants.get(key)
+        if array is None:
+            with self._lock:
+                array = self._constants.get(key)
+                if array is None:
+                    array = self._constants[key] = self.xp.full(shape, value, dtype=dtype)
+        return array
+
     # ------------------------------------------------------------------ GEMM
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        if self._capture_gemm is not None and self._capture_gemm.active:
-            self._capture_gemm(a, b, out, trans_a, trans_b)
+        capture_gemm = getattr(self._capturing, "gemm", None)
+        if capture_gemm is not None:
+            capture_gemm(a, b, out, trans_a, trans_b)
             return out
         from cupy import cublas
 
@@ -115,27 +245,30 @@ class CupyBackend(Backend):
         cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
         return out
 
+    def gemm_sequence(self, gemms):
+        def run():
+            for a, b, out, trans_a, trans_b in gemms:
+                self.matmul(a, b, out, trans_a, trans_b)
+        return run
+
     # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias, activation):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    def bias_activation(self, z, bias_row, activation):
+        if activation not in activations.TABLE:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
         n = z.size
         self.kernel(f"bias_{activation}_forward", z.dtype)(
-            self._grid(n), (_THREADS,), (z, bias, numpy.int64(n), numpy.int64(z.shape[-1]))
-        )
+            self._grid(n), (_THREADS,), (z, bias_row, numpy.int64(n), numpy.int64(z.shape[-1])))
         return z
 
-    def activation_backward(self, grad, a, activation, out):
-        if activation == "identity":
+    def activation_backward(self, grad, a, activation, out, scratch):
+        if activation not in activations.TABLE:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
+        if activations.TABLE[activation].unit_derivative:
             if out is not grad:
                 self.xp.copyto(out, grad)
             return out
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
         n = a.size
-        self.kernel(f"{activation}_backward", a.dtype)(
-            self._grid(n), (_THREADS,), (grad, a, out, numpy.int64(n))
-        )
+        self.kernel(f"{activation}_backward", a.dtype)(self._grid(n), (_THREADS,), (grad, a, out, numpy.int64(n)))
         return out
 
     def mse_loss_grad(self, yhat, y, grad, loss):
@@ -157,41 +290,47 @@ class CupyBackend(Backend):
         self.kernel("flag_nonfinite", x.dtype)(self._grid(n), (_THREADS,), (x, numpy.int64(n), out))
         return out
 
-    def sgd_update(self, param, grad, lr, guard=None):
+    def sgd_update(self, param, grad, lr, guard, scratch):
         if guard is None:
             guard = self._constant(0, (2,), param.dtype)  # a guard that always lets the update through
         n = param.size
         self.kernel("sgd_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard)
-        )
+            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard))
         return param
 
-    def _constant(self, value, shape, dtype):
-        """A device array filled with ``value``, made once (outside any graph capture) and kept."""
-        key = (value, shape, numpy.dtype(dtype).name)
-        array = self._constants.get(key)
-        if array is None:
-            array = self._constants[key] = self.xp.full(shape, value, dtype=dtype)
-        return array
-
     # ------------------------------------------------------------------ CUDA graphs
-    def run_recorded(self, step, recordings, arrays, scalars):
-        """Record ``step`` into a CUDA graph at its second call with the same arrays (by address)
-        and scalars; replay the graph from then on.
+    def recorder(self):
+        return GraphRecorder(self)
 
-        A step is a dozen or more launches whose Python and launch overhead dominates at small
-        sizes; a graph replays them all in one launch. The first call runs eagerly, so kernels
-        are compiled and cuBLAS is initialised outside the capture. If a capture fails, every
-        step runs eagerly from then on (the reason is kept in ``capture_error``): a graph is only
-        ever a speed-up.
-        """
-        if self.capture_error is not None:
+
+class GraphRecorder:
+    """Records one network's step into a CUDA graph at its second call with the same arrays (by
+    address) and scalars, and replays the graph from then on.
+
+    A step is a dozen or more launches whose Python and launch overhead dominates at small sizes;
+    a graph replays them all in one launch. The first call runs eagerly, so kernels are compiled
+    and cuBLAS is initialised outside the capture. If a capture fails, every step of this network
+    runs eagerly from then on (the reason is kept in ``error``): a graph is only ever a speed-up.
+    Each network has its own recorder: its own capture stream and capturable cuBLAS handle, so
+    networks on one device capture and replay independently, from any threads.
+    """
+
+    records = True
+
+    def __init__(self, backend: CupyBackend):
+        self._backend = backend
+        self._stream = None
+        self._gemm = None
+        self.error = None  # why capturing failed, if it did
+
+    def run(self, step, recordings, arrays, scalars):
+        if self.error is not None:
             step()
             return
         key = (*scalars, *(a.data.ptr for a in arrays))
         graph = recordings.get(key)
         if graph is None:
-            if len(recordings) >= 16:  # inputs at ever new addresses: stop keeping their graphs
+            if len(recordings) >= _MAX_RECORDINGS:  # inputs at ever new addresses: stop keeping their graphs
                 recordings.clear()
             recordings[key] = _SEEN
             step()
@@ -202,79 +341,23 @@ class CupyBackend(Backend):
                 step()
                 return
             recordings[key] = graph
-        graph.launch(stream=self.xp.cuda.get_current_stream())
+        graph.launch(stream=self._backend.xp.cuda.get_current_stream())
 
     def _capture(self, step):
+        backend = self._backend
         try:
-            if self._capture_stream is None:
-                self._capture_stream = self.xp.cuda.Stream(non_blocking=True)
-                self._capture_gemm = _CapturableGemm(self.xp, self._capture_stream)
-            capture_stream, gemm = self._capture_stream, self._capture_gemm
-            with capture_stream:
-                capture_stream.begin_capture()
-                gemm.active = True
+            if self._stream is None:
+                self._stream = backend.xp.cuda.Stream(non_blocking=True)
+                self._gemm = CapturableGemm(backend.xp, self._stream)
+            with self._stream:
+                self._stream.begin_capture()
+                backend._capturing.gemm = self._gemm
                 try:
                     step()
                 finally:
-                    gemm.active = False
-                    graph = capture_stream.end_capture()
+                    backend._capturing.gemm = None
+                    graph = self._stream.end_capture()
             return graph
         except Exception as exc:  # kept for the tests and the benchmark's report
-            self.capture_error = f"{type(exc).__name__}: {exc}"
+            self.error = f"{type(exc).__name__}: {exc}"
             return None
-
-
-class _CapturableGemm:
-    """cuBLAS GEMMs that a CUDA graph can record, called through ctypes on a handle of our own.
-
-    CuPy's cuBLAS wrappers refuse to run while a stream is being captured (they re-bind the
-    handle's stream on every call and reject a capturing one), although cuBLAS itself supports
-    capture when the handle has a fixed workspace. This handle is bound once, outside any
-    capture, to the capture stream and to a workspace allocated here, and is used only while
-    ``active`` (during a capture); every other GEMM goes through ``cupy.cublas.gemm``.
-    """
-
-    WORKSPACE_BYTES = 32 << 20  # cuBLAS's own recommendation for Hopper is 32 MiB
-
-    def __init__(self, cupy, stream):
-        import ctypes
-
-        from cuda import pathfinder
-
-        self.active = False
-        self._ctypes = ctypes
-        loaded = pathfinder.load_nvidia_dynamic_lib("cublas")  # the library CuPy itself loaded
-        # abs_path is None when the library came from elsewhere (e.g. the system): reuse its handle.
-        lib = ctypes.CDLL(loaded.abs_path) if loaded.abs_path else ctypes.CDLL(None, handle=loaded._handle_uint)
-        vp, i = ctypes.c_void_p, ctypes.c_int
-        for name, scalar in (("cublasSgemm_v2", ctypes.c_float), ("cublasDgemm_v2", ctypes.c_double)):
-            fn = getattr(lib, name)
-            fn.argtypes = [vp, i, i, i, i, i, ctypes.POINTER(scalar), vp, i, vp, i, ctypes.POINTER(scalar), vp, i]
-            fn.restype = i
-        self._gemm = {"float32": (lib.cublasSgemm_v2, ctypes.c_float), "float64": (lib.cublasDgemm_v2, ctypes.c_double)}
-        handle = vp()
-        self._check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
-        self._handle = handle
-        self._check(lib.cublasSetStream_v2(handle, vp(stream.ptr)), "cublasSetStream")
-        self._workspace = cupy.empty(self.WORKSPACE_BYTES, dtype=cupy.uint8)
-        self._check(lib.cublasSetWorkspace_v2(handle, vp(self._workspace.data.ptr), ctypes.c_size_t(self.WORKSPACE_BYTES)),
-                    "cublasSetWorkspace")
-
-    @staticmethod
-    def _check(status, what):
-        if status != 0:
-            raise RuntimeError(f"{what} failed with cuBLAS status {status}")
-
-    def __call__(self, a, b, out, trans_a, trans_b):
-        """out = op(a) @ op(b) for C-contiguous arrays: cuBLAS is column-major, so it computes
-        outᵀ = op(b)ᵀ op(a)ᵀ, reading each row-major matrix as its column-major transpose."""
-        fn, scalar = self._gemm[out.dtype.name]
-        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
-        n = b.shape[0] if trans_b else b.shape[1]
-        if out.shape != (m, n) or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
-            raise ValueError(f"capturable GEMM needs C-contiguous operands: {a.shape} x {b.shape} -> {out.shape}")
-        one, zero = scalar(1.0), scalar(0.0)
-        vp, byref = self._ctypes.c_void_p, self._ctypes.byref
-        self._check(fn(self._handle, int(trans_b), int(trans_a), n, m, k, byref(one),
-                       vp(b.data.ptr), b.shape[1], vp(a.data.ptr), a.shape[1], byref(zero),
-                       vp(out.data.ptr), n), "cublasGemm")

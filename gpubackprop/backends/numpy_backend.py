@@ -1,45 +1,125 @@
-"""The CPU backend: NumPy, the operations of ``Backend`` with the per-call overhead taken out.
+"""The CPU backend: NumPy, the reference arithmetic of every operation.
 
-Same operations, same order and same roundings as ``Backend`` (and as the CUDA kernels); what
-changes is only how they are called, because at small sizes a step is nothing but call
+The CUDA kernels in ``kernels/`` perform the same operations in the same order (and round the
+same way: they are built with ``--fmad=false``). At small sizes a step is nothing but call
 overhead (about 0.2 µs per ufunc call at best, 0.4–0.6 µs when NumPy has to convert a Python
-scalar or broadcast a 1-D operand):
+scalar or broadcast a 1-D operand), so the calls are made the cheap way:
 
 - GEMMs through ``numpy.dot`` on transposed views (BLAS reads the transpose flags; half the
   call cost of ``numpy.matmul``);
-- scalars as cached 0-d arrays of the array's dtype, biases as (1, n) views: a ufunc call on
+- scalars as cached 0-d arrays of the array's dtype, biases as (1, n) rows: a ufunc call on
   operands of equal rank takes NumPy's fast path;
 - the bias gradient Σ_batch δ as one BLAS gemv with a cached ones vector (``numpy.sum`` over an
   axis costs several times more at small sizes and runs one thread at large ones);
 - output positional (``out`` by keyword costs a dict parse per call).
+
+The caches here (0-d constants, ones vectors) hold values that never change after they are made:
+networks sharing this backend share no mutable state.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy
 
-from .base import ACTIVATIONS, Backend
+from .. import activations
+from . import conversion
+from .base import Backend, Eager, scratch_buffer
+from .timers import WallTimer
 
 _add, _subtract, _multiply, _tanh, _maximum, _greater, _dot = (
     numpy.add, numpy.subtract, numpy.multiply, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
+_NO_DEVICE_SWITCH = contextlib.nullcontext()  # reusable: the CPU is always "current"
 
 
 class NumpyBackend(Backend):
     name = "numpy"
-    xp = numpy
+    device = "cpu"
+    spec = "numpy"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, device_id: int = 0):
+        if device_id != 0:
+            raise ValueError(f"the numpy backend has one device, the CPU: use 'numpy', not 'numpy:{device_id}'")
         self._constants = {}  # dtype -> (0, 0.5, 1) as 0-d arrays of that dtype
         self._ones = {}  # (length, dtype) -> ones vector for the bias-gradient gemv
-        self._rows = {}  # id(bias) -> (bias, bias as a (1, n) view)
+        # Per activation name, its forward and backward below (a row of activations.TABLE without
+        # them fails here, at construction, not in the middle of a step).
+        self._forward = {name: getattr(self, f"_{name}_forward") for name in activations.NAMES}
+        self._backward = {name: getattr(self, f"_{name}_backward") for name, act in activations.TABLE.items()
+                          if not act.unit_derivative}
+
+    # ------------------------------------------------------------------ the device
+    @classmethod
+    def probe(cls, short: bool = False):
+        return None
+
+    @classmethod
+    def device_count(cls) -> int:
+        return 1
 
     def device_name(self) -> str:
         return "CPU"
 
+    def activate(self):
+        return _NO_DEVICE_SWITCH
+
+    def versions(self) -> dict:
+        return {"numpy": numpy.__version__}
+
+    def timer(self):
+        return WallTimer()
+
+    # ------------------------------------------------------------------ arrays
+    def empty(self, shape, dtype):
+        return numpy.empty(shape, dtype=dtype)
+
+    def asarray(self, array, dtype):
+        return numpy.ascontiguousarray(array, dtype=dtype)
+
+    def as_array(self, array, name: str):
+        if isinstance(array, numpy.ndarray):
+            return array
+        device = conversion.dlpack_device(array)
+        if device is not None:
+            where = conversion.describe_device(*device)
+            if device[0] != conversion.CPU:
+                raise TypeError(
+                    f"{name} lives on {where} ({type(array).__name__} from {conversion.library_of(array)}) but "
+                    f"this network runs on the numpy backend (CPU); move it to the host first "
+                    f"({conversion.host_hint(conversion.library_of(array), name)}), or build the network with "
+                    f"backend='cupy' to train on the GPU")
+            return conversion.from_dlpack(numpy.from_dlpack, array, name, where)
+        if hasattr(array, "__cuda_array_interface__"):
+            raise TypeError(
+                f"{name} is a GPU array ({type(array).__module__}.{type(array).__name__}) but this network runs on "
+                f"the numpy backend (CPU); move it to the host first (e.g. {name}.get() for CuPy, {name}.cpu() "
+                f"for PyTorch), or build the network with backend='cupy'")
+        return conversion.host_array(array, name)
+
+    def is_native(self, array) -> bool:
+        return isinstance(array, numpy.ndarray)
+
+    def copyto(self, dst, src):
+        numpy.copyto(dst, src)
+
+    def device_copy(self, dst, src):
+        numpy.copyto(dst, src)
+
     def to_numpy(self, array):
         return numpy.array(array, copy=True)
+
+    def to_host(self, array, out):
+        numpy.copyto(out, array)
+        return out
+
+    def gather_rows(self, source, index, out):
+        # mode="clip": mode="raise" (the default) buffers ``out``; the indices are always valid.
+        numpy.take(source, index, axis=0, out=out, mode="clip")
+        return out
+
+    def synchronize(self):
+        pass
 
     # ------------------------------------------------------------------ helpers
     def _consts(self, dtype):
@@ -48,59 +128,78 @@ class NumpyBackend(Backend):
             c = self._constants[dtype] = tuple(numpy.array(v, dtype=dtype) for v in (0.0, 0.5, 1.0))
         return c
 
-    def _row(self, bias):
-        """bias (n,) as a (1, n) view, cached: broadcasting a 1-D operand costs a slow path."""
-        hit = self._rows.get(id(bias))
-        if hit is not None and hit[0] is bias:
-            return hit[1]
-        if len(self._rows) > 256:  # parameters replaced many times: forget the old ones
-            self._rows.clear()
-        row = bias.reshape(1, -1)
-        self._rows[id(bias)] = (bias, row)
-        return row
+    def _ones_vector(self, length, dtype):
+        key = (length, dtype)
+        ones = self._ones.get(key)
+        if ones is None:
+            ones = self._ones[key] = numpy.ones(length, dtype=dtype)
+        return ones
 
     # ------------------------------------------------------------------ GEMM
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         _dot(a.T if trans_a else a, b.T if trans_b else b, out)
         return out
 
+    def gemm_sequence(self, gemms):
+        calls = tuple((a.T if ta else a, b.T if tb else b, out) for a, b, out, ta, tb in gemms)
+
+        def run():
+            for a, b, out in calls:
+                _dot(a, b, out)
+        return run
+
     # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias, activation):
-        _add(z, self._row(bias), z)
-        if activation == "sigmoid":
-            _, half, _ = self._consts(z.dtype)
-            # sigma(z) = (1 + tanh(z/2)) / 2, as Backend and the kernel: * 0.5, tanh, * 0.5, + 0.5
-            _multiply(z, half, z)
-            _tanh(z, z)
-            _multiply(z, half, z)
-            _add(z, half, z)
-        elif activation == "tanh":
-            _tanh(z, z)
-        elif activation == "relu":
-            _maximum(z, self._consts(z.dtype)[0], out=z)
-        elif activation != "identity":
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    def bias_activation(self, z, bias_row, activation):
+        try:
+            forward = self._forward[activation]
+        except KeyError:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}") from None
+        _add(z, bias_row, z)
+        forward(z)
         return z
 
-    def activation_backward(self, grad, a, activation, out):
-        if activation == "identity":
-            if out is not grad:
+    def activation_backward(self, grad, a, activation, out, scratch):
+        backward = self._backward.get(activation)
+        if backward is None:
+            if activation not in activations.TABLE:
+                raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
+            if out is not grad:  # act' == 1
                 numpy.copyto(out, grad)
             return out
-        zero, _, one = self._consts(a.dtype)
-        s = self.scratch(a.shape, a.dtype)
-        if activation == "sigmoid":  # sigma' = (1 - a) a
-            _subtract(one, a, s)
-            _multiply(s, a, s)
-        elif activation == "tanh":  # tanh' = 1 - a^2
-            _multiply(a, a, s)
-            _subtract(one, s, s)
-        elif activation == "relu":  # relu' = [a > 0]
-            _greater(a, zero, s)
-        else:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        s = scratch_buffer(scratch, a.shape, a.dtype, self.empty)
+        backward(a, s)  # s = act'(z), read off a
         _multiply(grad, s, out)
         return out
+
+    # Each activation: forward in place on z, and its derivative read off a into s; the kernels of
+    # kernels/activations.cu do the same operations in the same order.
+    def _sigmoid_forward(self, z):
+        half = self._consts(z.dtype)[1]
+        # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates where exp(-z) would overflow
+        _multiply(z, half, z)
+        _tanh(z, z)
+        _multiply(z, half, z)
+        _add(z, half, z)
+
+    def _sigmoid_backward(self, a, s):  # sigma' = (1 - a) a
+        _subtract(self._consts(a.dtype)[2], a, s)
+        _multiply(s, a, s)
+
+    def _tanh_forward(self, z):
+        _tanh(z, z)
+
+    def _tanh_backward(self, a, s):  # tanh' = 1 - a^2
+        _multiply(a, a, s)
+        _subtract(self._consts(a.dtype)[2], s, s)
+
+    def _relu_forward(self, z):
+        _maximum(z, self._consts(z.dtype)[0], out=z)  # (a third positional argument is deprecated here)
+
+    def _relu_backward(self, a, s):  # relu' = [a > 0]
+        _greater(a, self._consts(a.dtype)[0], s)
+
+    def _identity_forward(self, z):
+        pass
 
     def mse_loss_grad(self, yhat, y, grad, loss):
         _subtract(yhat, y, grad)
@@ -111,13 +210,6 @@ class NumpyBackend(Backend):
             _multiply(grad, 1.0 / batch, grad)
         return loss
 
-    def _ones_vector(self, length, dtype):
-        key = (length, dtype)
-        ones = self._ones.get(key)
-        if ones is None:
-            ones = self._ones[key] = numpy.ones(length, dtype=dtype)
-        return ones
-
     def sum_rows(self, x, out):
         _dot(self._ones_vector(x.shape[0], x.dtype), x, out)  # Σ_batch as a gemv: 1ᵀ x
         return out
@@ -126,10 +218,14 @@ class NumpyBackend(Backend):
         _dot(x, self._ones_vector(x.shape[0], x.dtype), out)  # the sum as a BLAS dot: one threaded pass
         return out
 
-    def sgd_update(self, param, grad, lr, guard=None):
+    def sgd_update(self, param, grad, lr, guard, scratch):
         if guard is not None and not all(map(math.isfinite, guard.tolist())):
             return param  # the kernel's guard, checked on the host
-        step = self.scratch(grad.shape, grad.dtype)
+        step = scratch_buffer(scratch, grad.shape, grad.dtype, self.empty)
         _multiply(grad, lr, step)  # step = lr * grad, then param - step: as the kernel rounds
         _subtract(param, step, param)
         return param
+
+    # ------------------------------------------------------------------ recording
+    def recorder(self):
+        return Eager()
