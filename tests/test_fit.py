@@ -237,3 +237,30 @@ def test_progress_default_needs_a_terminal_outside_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     assert not training.progress_wanted(None, FakeStream(True))
     assert training.progress_wanted(True, FakeStream(True))
+
+
+class KeyCountingRecorder:
+    """A recorder that runs each step and keeps the keys a recording backend would record under."""
+
+    records, error = True, None
+
+    def __init__(self):
+        self.keys = []
+
+    def run(self, step, recordings, arrays, scalars):
+        self.keys.append((*scalars, *(id(a) for a in arrays)))
+        step()
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_reuses_one_set_of_buffers_so_a_recorded_step_replays_for_every_batch(shuffle, monkeypatch):
+    net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
+    recorder = net._recorder = KeyCountingRecorder()
+    checked = []
+    original = gb.validation.as_batch
+    monkeypatch.setattr(gb.validation, "as_batch", lambda *a, **k: checked.append(a[2]) or original(*a, **k))
+    X, Y = sincos(40 * 16 + 5)  # 41 batches per epoch: more than a recorder keeps keys for
+    net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, shuffle=shuffle, seed=0, progress=False)
+    assert len(recorder.keys) == 2 * 41
+    assert len(set(recorder.keys)) == 2  # one key for the full batches, one for the partial last one
+    assert checked == ["X", "Y"]  # the data set is checked once, not each gathered batch again

@@ -14,6 +14,7 @@ import numpy
 import pytest
 
 import gpubackprop as gb
+from gpubackprop import activations
 from gpubackprop import lesson
 from gpubackprop.backends import ENV_VAR
 
@@ -91,7 +92,7 @@ def test_kernels_are_compiled_once_per_dtype(gpu):
 
 # ---------------------------------------------------------------------- kernels vs NumPy
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "identity"])
+@pytest.mark.parametrize("activation", activations.NAMES)
 def test_bias_activation_kernel(cp, gpu, cpu, rng, dtype, activation):
     rows, cols = several_grids_shape(cp)
     z = rng.normal(0.0, 3.0, (rows, cols)).astype(dtype)
@@ -120,7 +121,7 @@ def _stored_activation(rng, activation, shape, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("in_place", [False, True], ids=["out", "in_place"])
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "identity"])
+@pytest.mark.parametrize("activation", activations.NAMES)
 def test_activation_backward_kernel(cp, gpu, cpu, rng, dtype, activation, in_place):
     shape = several_grids_shape(cp)
     a = _stored_activation(rng, activation, shape, dtype)
@@ -228,8 +229,8 @@ def _data_away_from_relu_kink(rng, net, batch, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("output", ["identity", "sigmoid"])
-@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("output", activations.OUTPUT)
+@pytest.mark.parametrize("hidden", activations.HIDDEN)
 def test_training_step_matches_numpy(cp, rng, dtype, hidden, output):
     sizes, batch, lr = [32, 64, 48, 8], 128, 0.05
     net_cpu, net_gpu = _networks(hidden, output, dtype, sizes, seed=7)

@@ -7,6 +7,7 @@ import numpy
 import pytest
 
 import gpubackprop as gb
+from gpubackprop import activations
 
 EPS = 1e-6
 # Central differences in float64 with EPS = 1e-6: truncation ~EPS² and rounding ~1e-16·L/EPS,
@@ -87,8 +88,8 @@ ARCHITECTURES = [([1, 1], 1), ([32, 32, 32, 32, 32], 16), ([3, 1, 2], 5)]
 ARCHITECTURES += [random_architecture(seed) for seed in range(4)]
 
 
-@pytest.mark.parametrize("output", ["identity", "sigmoid"])
-@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("output", activations.OUTPUT)
+@pytest.mark.parametrize("hidden", activations.HIDDEN)
 @pytest.mark.parametrize("case", range(len(ARCHITECTURES)))
 def test_gradients_match_central_differences(backend, case, hidden, output):
     sizes, batch = ARCHITECTURES[case]

@@ -10,6 +10,7 @@ import numpy
 import pytest
 
 import gpubackprop as gb
+from gpubackprop import activations
 
 pytestmark = pytest.mark.gpu
 
@@ -37,7 +38,7 @@ def graphs_of(net):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("hidden", activations.HIDDEN)
 def test_replayed_steps_match_numpy_with_new_data_in_the_same_buffers(dtype, hidden):
     import cupy
 

@@ -10,12 +10,13 @@ from hypothesis import HealthCheck, assume, event, given, settings, strategies a
 from hypothesis.extra import numpy as hnp
 
 import gpubackprop as gb
+from gpubackprop import activations
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 sizes_st = st.lists(st.integers(1, 5), min_size=2, max_size=4)
-hidden_st = st.sampled_from(["sigmoid", "tanh", "relu"])
-output_st = st.sampled_from(["identity", "sigmoid"])
+hidden_st = st.sampled_from(activations.HIDDEN)
+output_st = st.sampled_from(activations.OUTPUT)
 seed_st = st.integers(0, 2**32 - 1)
 
 

@@ -11,6 +11,7 @@ import numpy
 import pytest
 
 import gpubackprop as gb
+from gpubackprop import activations
 
 LIMITS = {"float32": 1e4, "float64": 1e6}
 
@@ -37,7 +38,7 @@ def run_everything(net, X, Y):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("hidden", activations.HIDDEN)
 def test_hidden_activation_raises_no_floating_point_warning(dtype, hidden):
     net = layer_net([1, 1, 1], hidden, "identity", dtype)
     X = pre_activation_grid(dtype)
@@ -52,7 +53,7 @@ def test_hidden_activation_raises_no_floating_point_warning(dtype, hidden):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("output", ["identity", "sigmoid"])
+@pytest.mark.parametrize("output", activations.OUTPUT)
 def test_output_activation_raises_no_floating_point_warning(dtype, output):
     net = layer_net([1, 1], "sigmoid", output, dtype)
     X = pre_activation_grid(dtype)
