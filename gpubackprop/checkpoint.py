@@ -6,16 +6,19 @@
 - Writing is atomic: the bytes go to a temporary file in the same folder, which is flushed,
   fsync'ed and then renamed over ``path``; a crash mid-save leaves the old file (or none), never
   a broken one.
-- Loading reads only plain arrays (no pickles), checks the format marker, the version and every
-  shape and dtype, and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
+- Loading reads only plain arrays (no pickles), checks every member's sizes before reading any
+  data (a header that lies is an error, not a huge allocation), the format marker, the version and
+  every shape and dtype, and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
   problem for anything else: truncated or corrupt files, other ``.npz`` files, other versions.
 - The round trip is bit-exact, also across backends (save on cupy, load on numpy).
 """
 from __future__ import annotations
 
+import errno
 import io
+import math
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy
@@ -58,35 +61,74 @@ def to_bytes(net) -> bytes:
 
 
 def save(net, path) -> None:
-    """Write ``net`` to ``path`` atomically (temporary file in the same folder, flush, fsync, rename)."""
+    """Write ``net`` to ``path`` atomically (temporary file in the same folder, flush, fsync, rename).
+
+    A new file gets the permissions the umask allows (as ``open(path, "w")`` would give), an
+    existing one keeps its own; the process umask is never touched (other threads may be creating
+    files). Errors are the ``OSError`` of the failed step, naming ``path`` and the reason."""
     path = os.fspath(path)
     data = to_bytes(net)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = _create_temporary(folder, _mode_for(path))
+    except OSError as exc:
+        raise _save_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _save_error(exc, path) from exc
         raise
     _fsync_dir(folder)  # make the rename itself durable
 
 
-def _mode_for(path) -> int:
-    """The permissions an ordinary new file would get (mkstemp makes it 0600)."""
+def _mode_for(path):
+    """The permission bits of the file at ``path`` if there is one (a save keeps them), else None."""
     try:
         return os.stat(path).st_mode & 0o777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return None
+
+
+def _create_temporary(folder, mode):
+    """(fd, name) of a new, empty file in ``folder`` with a short random name.
+
+    Short, so that it fits whatever the length of the target's name (up to the file system's
+    limit). Created with 0o666, which the kernel narrows by the umask (tempfile.mkstemp's 0o600
+    would need the umask to be read, and reading it means setting it); ``mode`` (an existing
+    target's bits) is then set exactly."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = os.path.join(folder, f".gpubackprop-{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(name, flags, 0o666)
+        except FileExistsError:
+            continue
+        if mode is not None:
+            try:
+                os.chmod(name, mode)
+            except BaseException:
+                os.close(fd)
+                os.unlink(name)
+                raise
+        return fd, name
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
+
+
+def _save_error(exc, path) -> OSError:
+    """``exc`` (raised on the temporary file or the folder) as the same kind of OSError about ``path``."""
+    if exc.errno is None:
+        return OSError(f"cannot save the checkpoint to {path}: {exc}")
+    # OSError(errno, ...) is the matching subclass (PermissionError, FileNotFoundError, ...)
+    return OSError(exc.errno, f"cannot save the checkpoint ({exc.strerror or os.strerror(exc.errno)})", path)
 
 
 def _fsync_dir(folder) -> None:
@@ -102,23 +144,73 @@ def _fsync_dir(folder) -> None:
         os.close(fd)
 
 
+# The largest uncompressed/compressed size ratio deflate can reach (~1032:1), with slack for headers.
+_DEFLATE_MAX_RATIO = 1100
+
+
 def _read_arrays(path) -> dict:
+    """Every member of the .npz at ``path`` as an array, without pickles.
+
+    Every member's sizes are checked before any data is read: the zip's declared sizes against the
+    file's real size, then each .npy header's shape and dtype against its member's declared size.
+    So a lying header or directory is a CheckpointError, never a huge allocation."""
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a gpubackprop checkpoint (not a zip/.npz file; truncated or another format?)")
-    arrays = {}
     try:
         with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise CheckpointError(f"{path}: not a gpubackprop checkpoint (unexpected member {info.filename!r})")
-                with zf.open(info) as member:
-                    arrays[info.filename[:-4]] = numpy.lib.format.read_array(member, allow_pickle=False)
+            layout = [(info, _member_layout(zf, info, path, os.path.getsize(path))) for info in zf.infolist()]
+            return {info.filename[:-4]: _read_member(zf, info, *member) for info, member in layout}
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
-        # Bad CRC-32 (corrupt bytes), truncated members, pickled/unknown .npy content, ...
+        # Bad CRC-32 (corrupt bytes), truncated members, unreadable .npy headers, ...
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from exc
-    return arrays
+
+
+def _member_layout(zf, info, path, file_size):
+    """(header length, shape, fortran order, dtype) of member ``info``, checked against its sizes."""
+    name = info.filename
+    if not name.endswith(".npy"):
+        raise CheckpointError(f"{path}: not a gpubackprop checkpoint (unexpected member {name!r})")
+    if info.compress_type == zipfile.ZIP_STORED:
+        most = info.compress_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:  # numpy.savez_compressed
+        most = info.compress_size * _DEFLATE_MAX_RATIO
+    else:
+        raise CheckpointError(f"{path}: corrupt checkpoint (member {name!r} uses zip compression "
+                              f"{info.compress_type}; only stored and deflated members are read)")
+    if info.header_offset + info.compress_size > file_size or info.file_size > most:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint (member {name!r} declares "
+                              f"{info.file_size} bytes, {info.compress_size} stored, in a file of {file_size})")
+    with zf.open(info) as member:
+        version = numpy.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = numpy.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = numpy.lib.format.read_array_header_2_0(member)
+        else:
+            raise CheckpointError(f"{path}: corrupt checkpoint (member {name!r} is .npy format {version}; "
+                                  f"1.0 and 2.0 are read)")
+        header_length = member.tell()
+    if dtype.hasobject:
+        raise CheckpointError(f"{path}: corrupt checkpoint (member {name!r} holds Python objects, "
+                              f"which only a pickle could read; pickles are never loaded)")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if any(n < 0 for n in shape) or header_length + nbytes != info.file_size:
+        raise CheckpointError(f"{path}: corrupt checkpoint (member {name!r}: its header says {dtype} "
+                              f"{shape}, {nbytes} bytes, but the member holds {info.file_size - header_length})")
+    return header_length, shape, fortran_order, dtype
+
+
+def _read_member(zf, info, header_length, shape, fortran_order, dtype):
+    array = numpy.empty(shape[::-1] if fortran_order else shape, dtype=dtype)
+    with zf.open(info) as member:
+        member.seek(header_length)
+        if array.nbytes and member.readinto(memoryview(array).cast("B")) != array.nbytes:
+            raise EOFError(f"member {info.filename!r} ends early")
+        if member.read(1):  # also where the zip checks the member's CRC-32
+            raise ValueError(f"member {info.filename!r} holds more bytes than its header says")
+    return array.T if fortran_order else array
 
 
 def _text(arrays, key, path) -> str:

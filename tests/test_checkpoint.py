@@ -1,6 +1,11 @@
 """Checkpoints: bit-exact round trips, deterministic bytes, atomic writes, clear errors."""
+import errno
 import io
 import os
+import stat
+import struct
+import threading
+import tracemalloc
 import zipfile
 
 import numpy
@@ -184,3 +189,157 @@ def test_every_bad_file_raises_checkpoint_error_naming_file_and_problem(saved, t
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         gb.MLP.load(tmp_path / "nothing.npz")
+
+
+# ---------------------------------------------------------------------- permissions, names, errors
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_save_never_sets_the_umask_while_other_threads_create_files(tmp_path, monkeypatch):
+    """Files another thread creates during saves get the umask's mode (save used to zero it)."""
+    real_umask = os.umask
+    calls = []
+    monkeypatch.setattr(os, "umask", lambda *args: calls.append(args) or real_umask(*args))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "nets").mkdir()
+    created, stop = [], threading.Event()
+
+    def create_files():
+        while not stop.is_set() and len(created) < 5000:
+            path = tmp_path / "other" / str(len(created))
+            path.write_bytes(b"")
+            created.append(path)
+
+    old = real_umask(0o027)
+    try:
+        thread = threading.Thread(target=create_files)
+        thread.start()
+        net = trained_net()
+        for k in range(30):
+            net.save(tmp_path / "nets" / f"{k}.npz")
+        stop.set()
+        thread.join()
+    finally:
+        real_umask(old)
+    assert calls == []
+    assert created and {mode(path) for path in created} == {0o640}
+    assert {mode(path) for path in (tmp_path / "nets").iterdir()} == {0o640}  # what the umask allows
+
+
+def test_save_keeps_the_mode_of_an_existing_file(tmp_path):
+    path = tmp_path / "net.npz"
+    trained_net(seed=1).save(path)
+    os.chmod(path, 0o666)  # wider than the umask (022 or stricter) would give a new file
+    trained_net(seed=2).save(path)
+    assert mode(path) == 0o666
+    os.chmod(path, 0o600)
+    trained_net(seed=3).save(path)
+    assert mode(path) == 0o600
+
+
+def test_names_up_to_the_file_systems_limit(tmp_path):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest = "n" * (name_max - len(".npz")) + ".npz"
+    net = trained_net()
+    net.save(tmp_path / longest)
+    assert_same_net(net, gb.MLP.load(tmp_path / longest))
+    assert os.listdir(tmp_path) == [longest]
+
+    too_long = "n" + longest
+    with pytest.raises(OSError) as info:
+        net.save(tmp_path / too_long)
+    assert info.value.errno == errno.ENAMETOOLONG
+    assert too_long in str(info.value) and "cannot save the checkpoint" in str(info.value)
+    assert os.listdir(tmp_path) == [longest]  # no temporary file left
+
+
+def test_a_failed_save_names_the_target_and_the_reason(tmp_path, monkeypatch):
+    missing = tmp_path / "no such folder" / "net.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        trained_net().save(missing)
+    assert str(missing) in str(info.value) and "No such file or directory" in str(info.value)
+    assert info.value.filename == str(missing)
+
+    path = tmp_path / "net.npz"
+    trained_net(seed=1).save(path)
+    good = path.read_bytes()
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", src)  # as the OS names the temporary
+
+    monkeypatch.setattr(checkpoint.os, "replace", refuse)
+    with pytest.raises(PermissionError) as info:
+        trained_net(seed=2).save(path)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert str(path) in message and "Permission denied" in message and ".tmp" not in message
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["net.npz"]
+
+
+# ---------------------------------------------------------------------- lying sizes
+def npy_header(shape, descr="<f4"):
+    buffer = io.BytesIO()
+    numpy.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def with_member(saved, dst, name, content, compression=zipfile.ZIP_STORED):
+    """A copy of checkpoint ``saved`` whose member ``name`` holds ``content`` instead."""
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(dst, "w") as out:
+        for info in src.infolist():
+            data = content if info.filename == name else src.read(info)
+            out.writestr(info.filename, data, compress_type=compression if info.filename == name else None)
+    return dst
+
+
+def declare_size(path, name, file_size, compress_size=None):
+    """Make the zip's central directory declare other sizes for member ``name``."""
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory's entries: sizes at 20, name at 46
+    while data[entry + 46: entry + 46 + len(name)] != name.encode():
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    old_compress_size, = struct.unpack_from("<I", data, entry + 20)
+    struct.pack_into("<II", data, entry + 20, compress_size or old_compress_size, file_size)
+    path.write_bytes(bytes(data))
+
+
+def lying_files(saved, tmp):
+    files = {}
+    huge = (100_000, 1_000_000)  # 4e11 bytes of float32
+    files["header"] = with_member(saved, tmp / "header.npz", "W1.npy", npy_header(huge) + bytes(16))
+    # Header and zip directory agree on ~4 GiB, stored, in a file of a few KB.
+    n = (2**32 - 1024) // 4
+    header = npy_header((n,))
+    files["directory"] = with_member(saved, tmp / "directory.npz", "W1.npy", header + bytes(16))
+    declare_size(files["directory"], "W1.npy", len(header) + 4 * n, len(header) + 4 * n)
+    # The same, deflated: more than deflate can expand to from the bytes stored.
+    files["deflated"] = with_member(saved, tmp / "deflated.npz", "W1.npy", header + bytes(16), zipfile.ZIP_DEFLATED)
+    declare_size(files["deflated"], "W1.npy", len(header) + 4 * n)
+    return files
+
+
+@pytest.mark.parametrize("lie", ["header", "directory", "deflated"])
+def test_sizes_that_lie_are_a_checkpoint_error_before_any_allocation(saved, tmp_path, lie):
+    path = lying_files(saved, tmp_path)[lie]
+    assert path.stat().st_size < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(gb.CheckpointError) as info:
+            gb.MLP.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(info.value) and "W1.npy" in str(info.value), str(info.value)
+    assert peak < 1_000_000, f"{peak} bytes allocated while reading a lying {path.stat().st_size}-byte file"
+
+
+def test_compressed_and_fortran_order_checkpoints_load(saved, tmp_path):
+    with numpy.load(saved, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    expected = gb.MLP.load(saved)
+    numpy.savez_compressed(tmp_path / "compressed.npz", **arrays)
+    assert_same_net(expected, gb.MLP.load(tmp_path / "compressed.npz"))
+    arrays["W1"] = numpy.asfortranarray(arrays["W1"])
+    numpy.savez(tmp_path / "fortran.npz", **arrays)
+    assert_same_net(expected, gb.MLP.load(tmp_path / "fortran.npz"))
