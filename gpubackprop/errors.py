@@ -10,20 +10,29 @@ class NonFiniteLossError(FloatingPointError):
     """A training step met NaN or Inf (in the loss or in the gradients); no parameter was changed.
 
     ``loss`` holds the loss value of the step (itself finite when only the gradients were not:
-    e.g. an Inf input behind a saturated sigmoid).
+    e.g. an Inf input behind a saturated sigmoid). From ``fit``, ``epoch`` and ``batch`` (1-based)
+    name the step, and the parameters are those after the last good step; else they are None.
     """
 
-    def __init__(self, loss: float, where: str = "loss"):
+    def __init__(self, loss: float, where: str = "loss", *, epoch: int | None = None, batch: int | None = None,
+                 batches: int | None = None):
         if where == "loss":
             what = f"the loss is {loss!r}, not finite"
         else:
             what = f"the loss is {loss!r} but the {where} hold NaN/Inf values (or values so large their sum overflows)"
+        if epoch is None:
+            at, kept = "", "no parameter was changed"
+        else:  # from fit: the steps before this one were applied
+            at = f"epoch {epoch}, batch {batch}" + (f" of {batches}" if batches else "") + ": "
+            kept = ("this batch and the rest of the epoch were not applied: the parameters are those after the "
+                    + (f"last good step (batch {batch - 1})" if batch and batch > 1 else "start of this epoch"))
         super().__init__(
-            f"{what}: the inputs or targets hold NaN/Inf values, or training diverged "
-            f"(learning rate too high?); no parameter was changed"
+            f"{at}{what}: the inputs or targets hold NaN/Inf values, or training diverged "
+            f"(learning rate too high?); {kept}"
         )
         self.loss = loss
         self.where = where
+        self.epoch, self.batch = epoch, batch
 
 
 class BatchTooLargeError(MemoryError):

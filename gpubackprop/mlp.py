@@ -207,9 +207,10 @@ class MLP:
                 raise NonFiniteLossError(loss, "gradients")
         return loss
 
-    def _step(self, X, Y, ws, lr, check_finite):
+    def _step(self, X, Y, ws, lr, check_finite, totals=None):
         """Forward, loss, backward, update: only queued work, no host synchronisation, so that a
-        device backend can record it once and replay it (see the backend's recorder)."""
+        device backend can record it once and replay it (see the backend's recorder).
+        ``totals``: fit's per-epoch device accumulator (see ``Backend.accumulate_step``)."""
         ops = self.backend
         self._loss_async(X, Y, ws)
         self._backward(X, ws)
@@ -219,8 +220,30 @@ class MLP:
             # so every gradient is checked too, in one pass over the flat gradient buffer.
             ops.finite_check(ws.grads, out=ws.grad_check)
             guard = ws.status  # [loss, gradient check]: the update is skipped if either is NaN/Inf
+            if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
+                ops.accumulate_step(ws.status, totals, X.shape[0])
         # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
         ops.sgd_update(self._flat_params, ws.grads, lr, guard, ws.scratch)
+
+    def _fit_step(self, X, Y, order, cursor, ws, lr, totals):
+        """One step of ``fit``, queued only: the next batch of the permutation ``order`` gathered
+        at the device's ``cursor`` into the workspace, then ``_step`` summing into ``totals``."""
+        ops = self.backend
+        ops.gather_rows_at(X, order, cursor, ws.inputs)
+        ops.gather_rows_at(Y, order, cursor, ws.targets)
+        ops.advance_cursor(cursor, ws.inputs.shape[0])
+        self._step(ws.inputs, ws.targets, ws, lr, True, totals)
+
+    def _fit_launch(self, steps, X, Y, order, cursor, ws, lr, totals):
+        """``steps`` consecutive ``_fit_step`` s as one piece of recorded work: a recording backend
+        records them once (one CUDA graph) and replays them at every launch, each replay gathering
+        the batches after the last; nothing is read back."""
+        def launch():
+            for _ in range(steps):
+                self._fit_step(X, Y, order, cursor, ws, lr, totals)
+
+        self._recorder.run(launch, ws.recordings, arrays=(X, Y, order, cursor, totals, self._flat_params),
+                           scalars=("fit", steps, lr, X.shape[0]))
 
     def fit(self, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
         """Mini-batch SGD over ``epochs`` passes of (X, Y); returns a ``training.History``

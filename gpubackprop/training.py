@@ -1,13 +1,19 @@
 """Training on a whole data set: ``fit`` (mini-batch SGD over epochs) and ``predict`` (chunked).
 
-``fit`` checks the data once and moves it to the backend's device once; then each epoch shuffles
-an index vector in place and gathers every mini-batch straight into the input and target buffers
-of the network's workspace for that batch size (the backend's ``gather_rows``): no array is
-allocated per batch, the data set is never copied per epoch, and every step reads the same
-buffers, so a recording backend replays its recorded step for every batch. Each batch is one
-``MLP`` training step (the math lives in one place), not checked a second time. The last,
-partial batch of an epoch is used, with its own (cached) workspace size. These functions are
-called by the ``MLP`` methods of the same names, under the network's lock and device.
+``fit`` checks the data once and moves it to the backend's device once. An epoch is a few
+launches of recorded work (``MLP._fit_launch``: up to ``STEPS_PER_LAUNCH`` steps each, each step
+gathering its batch at a cursor that lives on the device, then training on it and adding its loss
+to a device accumulator) and ONE host read at its end: [Σ loss·rows, good steps, the first bad
+step]. A recording backend (CUDA graphs) thus runs many steps per host round trip; on NumPy the
+same code runs step by step, with the same arithmetic as ``train_step`` on the same batches. The
+permutation is drawn on the host (the same batches on every backend for the same seed) and copied
+to the device once per epoch. No array is allocated per batch and the data set is never copied per
+epoch. The last, partial batch of an epoch is used, with its own (cached) workspace size. A step
+whose loss or gradients are not finite is refused, and so is every later step of the epoch (on
+the device, without a host read): ``NonFiniteLossError`` names the epoch and the batch, and the
+parameters are those after the last good step. The progress line reads the accumulator at most
+about ten times a second, between launches. These functions are called by the ``MLP`` methods of
+the same names, under the network's lock and device.
 
 The training loss reported for an epoch is the batch-size-weighted mean of the losses that
 ``train_step`` returned during the epoch (each one before its update): the mean per-sample loss
@@ -25,10 +31,16 @@ import time
 import numpy
 
 from . import validation
+from .errors import NonFiniteLossError
 
 # predict()'s default chunk: rows such that the widest activation buffer holds about this many
 # elements (16 MiB in float32), so that huge X never needs a batch-sized workspace of its own.
 _CHUNK_ELEMENTS = 1 << 22
+# fit's steps per launch: recorded as one piece of work (one CUDA graph of this many steps) and
+# launched without a host read between launches. Long enough that a launch's own cost vanishes
+# beside its steps; short enough that the graph stays small (about 20 nodes a step) and the
+# progress line can be redrawn between launches.
+STEPS_PER_LAUNCH = 32
 
 
 class History:
@@ -97,6 +109,10 @@ class ProgressLine:
         self.interval = interval
         self._next_draw = 0.0
         self._width = 0
+
+    def due(self) -> bool:
+        """True when the next ``update`` would redraw (so that a caller reads its figures only then)."""
+        return time.monotonic() >= self._next_draw
 
     def update(self, epoch: int, done: int, loss: float, rate: float, force: bool = False, val_loss=None):
         now = time.monotonic()
@@ -173,13 +189,25 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
 
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    # Rows are gathered in this order (shuffled in place each epoch when ``shuffle``) straight into
-    # the workspace of each batch size: all full batches share one, the partial last one its own.
+    # Rows are gathered in this order (shuffled on the host each epoch when ``shuffle``, so every
+    # backend sees the same batches, and copied to the device once per epoch) at a cursor that
+    # lives on the device, straight into the workspace of each batch size.
     order = numpy.arange(n, dtype=numpy.int64)
     order_dev = backend.asarray(order, numpy.int64)  # the same array on the CPU
+    cursor = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
+    totals = backend.asarray(numpy.zeros(4), numpy.float64)  # see Backend.accumulate_step
+    zero_cursor, zero_totals, host_totals = numpy.zeros(1, numpy.int64), numpy.zeros(4), numpy.zeros(4)
     rng = numpy.random.default_rng(seed)
-    batches = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    workspaces = {stop - start: net._workspace(stop - start) for start, stop in batches}
+    launches = _launches(net, n, batch_size)
+    n_batches = sum(steps for _, steps, _ in launches)
+
+    def read_totals(epoch):
+        """The one host round trip: [Σ loss·rows, good steps, first bad step's loss and check]."""
+        total, good, bad_loss, bad_check = backend.to_host(totals, host_totals).tolist()
+        if not (math.isfinite(bad_loss) and math.isfinite(bad_check)):
+            raise NonFiniteLossError(bad_loss, "loss" if not math.isfinite(bad_loss) else "gradients",
+                                     epoch=epoch, batch=int(good) + 1, batches=n_batches)
+        return total
 
     bar = ProgressLine(epochs, n) if progress_wanted(progress) else None
     history = History()
@@ -190,18 +218,14 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
                 rng.shuffle(order)
                 if order_dev is not order:
                     backend.copyto(order_dev, order)
-            weighted = 0.0
-            for start, stop in batches:
-                ws = workspaces[stop - start]
-                index = order_dev[start:stop]
-                backend.gather_rows(X, index, ws.inputs)
-                backend.gather_rows(Y, index, ws.targets)
-                loss = net._train_step(ws.inputs, ws.targets, ws, lr)
-                weighted += loss * (stop - start)
-                if bar is not None:
+            backend.copyto(cursor, zero_cursor)
+            backend.copyto(totals, zero_totals)
+            for ws, steps, done in launches:
+                net._fit_launch(steps, X, Y, order_dev, cursor, ws, lr, totals)
+                if bar is not None and bar.due():  # a read (a wait) only when the line is redrawn
                     elapsed = time.perf_counter() - start_time
-                    bar.update(epoch, stop, weighted / stop, stop / elapsed if elapsed > 0 else 0.0)
-            backend.synchronize()
+                    bar.update(epoch, done, read_totals(epoch) / done, done / elapsed if elapsed > 0 else 0.0)
+            weighted = read_totals(epoch)  # waits for the epoch's work
             seconds = time.perf_counter() - start_time
             record = {"epoch": epoch, "loss": weighted / n}
             if val is not None:
@@ -215,6 +239,22 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
         if bar is not None:
             bar.close()
     return history
+
+
+def _launches(net, n, batch_size):
+    """An epoch as launches of ``net._fit_launch``: [(workspace, steps, rows done after it)]:
+    the full batches in runs of at most STEPS_PER_LAUNCH steps, then the partial last batch
+    (its own workspace size). Each distinct (workspace, steps) is recorded once and replayed."""
+    full, partial = divmod(n, batch_size)
+    launches, done = [], 0
+    ws = net._workspace(batch_size)
+    for start in range(0, full, STEPS_PER_LAUNCH):
+        steps = min(STEPS_PER_LAUNCH, full - start)
+        done += steps * batch_size
+        launches.append((ws, steps, done))
+    if partial:
+        launches.append((net._workspace(partial), 1, n))
+    return launches
 
 
 def _predict_chunk(net) -> int:

@@ -220,7 +220,7 @@ def test_networks_on_two_devices_allocate_and_compute_on_their_own(tmp_path):
 
     run_in_threads(lambda: use(nets[0], devices[1]), lambda: use(nets[1], devices[0]))
     operations = {name for _, _, name in SimulatedDevice.calls}
-    assert {"empty", "matmul", "bias_activation", "activation_backward", "sgd_update", "gather_rows", "to_host"} <= operations
+    assert {"empty", "matmul", "bias_activation", "activation_backward", "sgd_update", "gather_rows_at", "accumulate_step", "to_host"} <= operations
     wrong = [call for call in SimulatedDevice.calls if call[0] != call[1]]
     assert not wrong, f"work ran with another device current: {wrong[:5]}"
     assert {own for own, _, _ in SimulatedDevice.calls} == {0, 1}

@@ -16,17 +16,17 @@ def sincos(n, seed=0):
 
 
 def record_steps(net):
-    """Wrap the network's training step (what fit calls per batch) to record (X copy, Y copy, loss)."""
+    """Wrap the network's training step (what train_step and fit run per batch) to record
+    (X copy, Y copy, loss); NumPy runs it eagerly, so the loss is in the workspace right after."""
     calls = []
-    original = net._train_step
+    original = net._step
 
-    def step(X, Y, ws, lr, check_finite=True):
+    def step(X, Y, ws, lr, check_finite, totals=None):
         X_copy, Y_copy = numpy.array(X), numpy.array(Y)  # the batch buffers are reused
-        loss = original(X, Y, ws, lr, check_finite)
-        calls.append((X_copy, Y_copy, loss))
-        return loss
+        original(X, Y, ws, lr, check_finite, totals)
+        calls.append((X_copy, Y_copy, float(ws.loss)))
 
-    net._train_step = step
+    net._step = step
     return calls
 
 
@@ -260,7 +260,131 @@ def test_fit_reuses_one_set_of_buffers_so_a_recorded_step_replays_for_every_batc
     original = gb.validation.as_batch
     monkeypatch.setattr(gb.validation, "as_batch", lambda *a, **k: checked.append(a[2]) or original(*a, **k))
     X, Y = sincos(40 * 16 + 5)  # 41 batches per epoch: more than a recorder keeps keys for
+    steps = record_steps(net)
     net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, shuffle=shuffle, seed=0, progress=False)
-    assert len(recorder.keys) == 2 * 41
-    assert len(set(recorder.keys)) == 2  # one key for the full batches, one for the partial last one
+    assert len(steps) == 2 * 41
+    # Per epoch: 32 full batches in one launch, the other 8 in another, the partial one alone;
+    # the same three recordings in every epoch.
+    assert training.STEPS_PER_LAUNCH == 32
+    assert [key[:2] for key in recorder.keys] == [("fit", 32), ("fit", 8), ("fit", 1)] * 2
+    assert len(set(recorder.keys)) == 3
     assert checked == ["X", "Y"]  # the data set is checked once, not each gathered batch again
+
+
+def per_step_reference(net, X, Y, *, epochs, batch_size, lr, seed, shuffle=True):
+    """fit by hand: train_step over the batches of numpy.random.default_rng(seed)'s permutations,
+    the epoch loss summed as fit documents it. Returns the per-epoch losses."""
+    rng = numpy.random.default_rng(seed)
+    order = numpy.arange(len(X))
+    losses = []
+    for _ in range(epochs):
+        if shuffle:
+            rng.shuffle(order)
+        total = 0.0
+        for start in range(0, len(X), batch_size):
+            idx = order[start:start + batch_size]
+            total += net.train_step(X[idx], Y[idx], lr) * len(idx)
+        losses.append(total / len(X))
+    return losses
+
+
+@pytest.mark.parametrize("n, batch_size", [(1000, 7), (96, 32), (5, 8), (70, 1)])
+def test_fit_is_bit_identical_to_the_per_step_loop_in_float64(n, batch_size):
+    """Many steps per launch (STEPS_PER_LAUNCH and its remainder, a partial batch): the same
+    weights and epoch losses, bit for bit, as train_step per batch."""
+    X, Y = sincos(n, seed=n)
+    a = gb.MLP([2, 9, 7, 1], backend="numpy", dtype="float64", seed=4, hidden_activation="tanh")
+    b = gb.MLP([2, 9, 7, 1], backend="numpy", dtype="float64", seed=4, hidden_activation="tanh")
+    history = a.fit(X, Y, epochs=3, batch_size=batch_size, lr=0.05, seed=13, progress=False)
+    expected = per_step_reference(b, X, Y, epochs=3, batch_size=batch_size, lr=0.05, seed=13)
+    assert history.loss == expected  # floats compared exactly
+    for (Wa, ba), (Wb, bb) in zip(a.get_params(), b.get_params()):
+        numpy.testing.assert_array_equal(Wa, Wb)
+        numpy.testing.assert_array_equal(ba, bb)
+
+
+def test_fit_float32_losses_and_weights_match_the_per_step_loop():
+    """float32 storage: the device accumulator sums in double, as the host loop's Python floats."""
+    X, Y = sincos(300)
+    a = gb.MLP([2, 16, 1], backend="numpy", seed=1)
+    b = gb.MLP([2, 16, 1], backend="numpy", seed=1)
+    history = a.fit(X, Y, epochs=2, batch_size=16, lr=0.1, seed=2, progress=False)
+    assert history.loss == per_step_reference(b, X, Y, epochs=2, batch_size=16, lr=0.1, seed=2)
+    for (Wa, _), (Wb, _) in zip(a.get_params(), b.get_params()):
+        numpy.testing.assert_array_equal(Wa, Wb)
+
+
+@pytest.mark.parametrize("bad_batch", [1, 5, 33, 40, 41])  # first, inside a launch, after a launch, last full, partial
+@pytest.mark.parametrize("bad_value", [numpy.nan, numpy.inf])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN/Inf through BLAS, on purpose
+def test_sticky_guard_keeps_the_weights_of_the_last_good_step(bad_batch, bad_value, monkeypatch):
+    """A non-finite value gathered into batch k of epoch 2 refuses that step and every later one
+    of the epoch: the weights are those after batch k-1, and the error names epoch 2, batch k."""
+    batch_size, n, seed, lr = 16, 40 * 16 + 5, 3, 0.05  # 41 batches: launches of 32 and 8 steps, the partial one
+    X, Y = sincos(n)
+    net = gb.MLP([2, 8, 1], backend="numpy", dtype="float64", seed=0)
+    gathers = []
+    gather = net.backend.gather_rows_at
+
+    def poisoned(source, order, cursor, out):  # the data stay clean: the bad value appears in one batch only
+        gather(source, order, cursor, out)
+        gathers.append(None)
+        if len(gathers) == 2 * (41 + bad_batch) - 1:  # X's gather of epoch 2, batch k
+            out[0, 1] = bad_value
+
+    monkeypatch.setattr(net.backend, "gather_rows_at", poisoned, raising=False)
+    with pytest.raises(gb.NonFiniteLossError) as info:
+        net.fit(X, Y, epochs=3, batch_size=batch_size, lr=lr, seed=seed, progress=False)
+    assert info.value.epoch == 2 and info.value.batch == bad_batch
+    assert f"epoch 2, batch {bad_batch} of 41" in str(info.value)
+    assert info.value.where == "loss" if bad_value != bad_value else info.value.where in ("loss", "gradients")
+    monkeypatch.undo()
+    reference = gb.MLP([2, 8, 1], backend="numpy", dtype="float64", seed=0)
+    per_step_reference(reference, X, Y, epochs=1, batch_size=batch_size, lr=lr, seed=seed)
+    order_rng, order = numpy.random.default_rng(seed), numpy.arange(n)
+    order_rng.shuffle(order)
+    order_rng.shuffle(order)  # epoch 2's permutation
+    for start in range(0, (bad_batch - 1) * batch_size, batch_size):
+        idx = order[start:start + batch_size]
+        reference.train_step(X[idx], Y[idx], lr)
+    for (Wa, ba), (Wb, bb) in zip(net.get_params(), reference.get_params()):
+        numpy.testing.assert_array_equal(Wa, Wb)
+        numpy.testing.assert_array_equal(ba, bb)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_sticky_guard_on_a_finite_loss_with_non_finite_gradients():
+    """An Inf input behind a saturated sigmoid: the loss stays finite, a gradient is not."""
+    X = numpy.full((8, 1), 0.5)
+    Y = numpy.zeros(8)
+    X[2, 0] = numpy.inf
+    net = gb.MLP([1, 2, 1], backend="numpy", dtype="float64", seed=0)
+    before = net.get_params()
+    with pytest.raises(gb.NonFiniteLossError, match="epoch 1, batch 2 of 4") as info:
+        net.fit(X, Y, epochs=1, batch_size=2, lr=0.1, shuffle=False, progress=False)
+    assert info.value.batch == 2
+    after_one = gb.MLP([1, 2, 1], backend="numpy", dtype="float64", seed=0)
+    after_one.train_step(X[:2], Y[:2], 0.1)
+    for (Wa, _), (Wb, _), (W0, _) in zip(net.get_params(), after_one.get_params(), before):
+        numpy.testing.assert_array_equal(Wa, Wb)
+        assert not numpy.array_equal(Wa, W0)  # batch 1 was applied
+
+
+def test_progress_reads_between_launches(monkeypatch, capsys):
+    """The progress line reads the device totals only when it redraws, between launches: each
+    read shows the mean loss of the batches done so far."""
+    X, Y = sincos(40 * 16)
+    net = gb.MLP([2, 4, 1], backend="numpy", dtype="float64", seed=0)
+    reads = []
+    to_host = net.backend.to_host
+    monkeypatch.setattr(net.backend, "to_host", lambda array, out: reads.append(1) or to_host(array, out),
+                        raising=False)
+    monkeypatch.setattr(training.ProgressLine, "due", lambda self: True)  # redraw after every launch
+    net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, seed=0, progress=True)
+    assert len(reads) == 2 * (2 + 1)  # per epoch: after each of its 2 launches, and the epoch's end
+    err = capsys.readouterr().err
+    assert "epoch 1/2  80%" in err and "epoch 2/2 100%" in err  # 32 of 40 batches after the first launch
+    reads.clear()
+    monkeypatch.setattr(training.ProgressLine, "due", lambda self: False)
+    net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, seed=0, progress=True)
+    assert len(reads) == 2  # one read per epoch

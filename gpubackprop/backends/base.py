@@ -107,6 +107,25 @@ class Backend(abc.ABC):
         """out[i] = source[index[i]] for a vector of row indices, without a temporary."""
 
     @abc.abstractmethod
+    def gather_rows_at(self, source, order, cursor, out):
+        """out[r] = source[order[cursor[0] + r]] for every row r of out: the next batch of an
+        epoch's permutation ``order`` (int64), the position ``cursor`` (an int64 array of one
+        element) read where the work runs, so that recorded work gathers a new batch each time."""
+
+    @abc.abstractmethod
+    def advance_cursor(self, cursor, rows: int):
+        """cursor[0] += rows, queued after the work before it."""
+
+    @abc.abstractmethod
+    def accumulate_step(self, status, totals, rows: int):
+        """Between a step's finite check and its update: ``totals`` (float64, 4 elements, zeroed
+        by the caller) = [Σ loss·rows, good steps, loss and gradient check of the first bad step].
+        While every step so far was good, a step with a finite ``status`` ([loss, gradient check])
+        adds its loss·rows and counts itself; a non-finite one is recorded as the first bad step;
+        after a bad step every later step is refused: its ``status`` is made non-finite, so the
+        guarded update skips it (sticky), and the parameters stay those after the last good step."""
+
+    @abc.abstractmethod
     def synchronize(self):
         """Wait for queued device work (nothing to wait for on the CPU)."""
 

@@ -22,7 +22,7 @@ from .timers import EventTimer
 _THREADS = 256
 _SEEN = object()  # a step key met once: recorded at the next meeting
 _MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
-_KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu")
+_KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu", "fit.cu")
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
 _NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
@@ -200,6 +200,18 @@ class CupyBackend(Backend):
     def gather_rows(self, source, index, out):
         self.xp.take(source, index, axis=0, out=out)
         return out
+
+    def gather_rows_at(self, source, order, cursor, out):
+        rows, cols = out.shape
+        self.kernel("gather_rows_at", out.dtype)(
+            self._grid(out.size), (_THREADS,), (source, order, cursor, out, numpy.int64(rows), numpy.int64(cols)))
+        return out
+
+    def advance_cursor(self, cursor, rows):
+        self.xp.add(cursor, numpy.int64(rows), out=cursor)  # one elementwise launch, no allocation
+
+    def accumulate_step(self, status, totals, rows):
+        self.kernel("accumulate_step", status.dtype)((1,), (1,), (status, totals, numpy.float64(rows)))
 
     def synchronize(self):
         with self._device:

@@ -118,6 +118,26 @@ class NumpyBackend(Backend):
         numpy.take(source, index, axis=0, out=out, mode="clip")
         return out
 
+    def gather_rows_at(self, source, order, cursor, out):
+        start = int(cursor[0])
+        numpy.take(source, order[start:start + out.shape[0]], axis=0, out=out, mode="clip")  # as gather_rows
+        return out
+
+    def advance_cursor(self, cursor, rows):
+        cursor[0] += rows
+
+    def accumulate_step(self, status, totals, rows):
+        # The kernel of kernels/fit.cu, in the same double operations (on Python floats: no warnings).
+        total, good, bad_loss, bad_check = totals.tolist()
+        if not (math.isfinite(bad_loss) and math.isfinite(bad_check)):
+            status[1] = bad_loss + bad_check  # non-finite: the update's guard refuses the step
+            return
+        loss, check = status.tolist()
+        if math.isfinite(loss) and math.isfinite(check):
+            totals[0], totals[1] = total + loss * float(rows), good + 1.0
+        else:
+            totals[2], totals[3] = loss, check
+
     def synchronize(self):
         pass
 
