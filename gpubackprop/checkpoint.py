@@ -1,4 +1,7 @@
-"""Checkpoints: a network's sizes, activations, dtype and every W and b in one ``.npz`` file.
+"""Checkpoints: a network's sizes, activations, dtype, precision and every W and b in one ``.npz`` file.
+
+The precision is an optional member, written only when it is not the default "fp32" (so fp32
+checkpoints are byte for byte what they were before precisions existed); absent means "fp32".
 
 - The file is a zip of ``.npy`` members (``numpy.load`` reads it), written with fixed zip
   metadata (no timestamps, fixed order, stored uncompressed), so the same weights always give
@@ -25,7 +28,7 @@ import numpy
 
 from . import activations
 from .errors import CheckpointError
-from .validation import DTYPES
+from .validation import DTYPES, PRECISIONS
 
 FORMAT = "gpubackprop-checkpoint"
 VERSION = 1
@@ -40,6 +43,8 @@ def _members(net):
     yield "hidden_activation", numpy.array(net.hidden_activation)
     yield "output_activation", numpy.array(net.output_activation)
     yield "dtype", numpy.array(net.dtype.name)
+    if net.precision != "fp32":  # optional: fp32 checkpoints keep the bytes they always had
+        yield "precision", numpy.array(net.precision)
     for i, (W, b) in enumerate(net.get_params()):
         yield f"W{i}", numpy.ascontiguousarray(W, dtype=net.dtype)
         yield f"b{i}", numpy.ascontiguousarray(b, dtype=net.dtype)
@@ -222,7 +227,7 @@ def _text(arrays, key, path) -> str:
 
 def read(path) -> dict:
     """The checkpoint at ``path`` as {"layer_sizes", "hidden_activation", "output_activation",
-    "dtype", "params"}, fully checked; raises CheckpointError naming the file and the problem."""
+    "dtype", "precision", "params"}, fully checked; raises CheckpointError naming the file and the problem."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -249,7 +254,11 @@ def read(path) -> dict:
                        ("dtype", DTYPES)):
         if meta[key] not in valid:
             raise CheckpointError(f"{path}: corrupt checkpoint ({key} {meta[key]!r}; valid: {', '.join(valid)})")
-    expected = set(_META)
+    meta["precision"] = _text(arrays, "precision", path) if "precision" in arrays else "fp32"  # optional member
+    if meta["precision"] not in PRECISIONS or (meta["precision"] == "tf32" and meta["dtype"] != "float32"):
+        raise CheckpointError(f"{path}: corrupt checkpoint (precision {meta['precision']!r} with dtype "
+                              f"{meta['dtype']!r}; valid: {', '.join(PRECISIONS)}, tf32 with float32 only)")
+    expected = set(_META) | {"precision"}
     params = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         pair = []

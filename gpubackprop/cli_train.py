@@ -20,7 +20,7 @@ from . import activations
 from .backends import describe
 from .errors import BatchTooLargeError, NonFiniteLossError
 from .mlp import MLP
-from .validation import DTYPES
+from .validation import DTYPES, PRECISIONS
 
 # Defaults chosen so that the built-in task trains robustly: over 10 seeds, 50 epochs take the
 # training loss 25-35x below the first epoch's (numpy backend, about 0.5 s on one CPU core).
@@ -57,6 +57,9 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"SGD learning rate (default {DEFAULT_LR})")
     parser.add_argument("--backend", default="auto", help="auto (default), numpy, cupy (the first GPU) or cupy:N")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="default float32")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="GEMM arithmetic: fp32 (default) or tf32 (TF32 tensor cores; needs --dtype float32; "
+                             "float32 where the device has none)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the built-in data, the split, the initial weights and the shuffling (default 0)")
     parser.add_argument("--save", metavar="MODEL.npz", help="save the trained network (gpubackprop.MLP.load reads it back)")
     parser.add_argument("--plot", metavar="LOSS.png", help="draw the loss per epoch (needs matplotlib: pip install 'gpubackprop[plot]')")
@@ -261,6 +264,10 @@ def _run(args) -> int:
         if path and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"{flag} {path}: the directory {str(Path(path).resolve().parent)!r} does not exist")
 
+    if args.precision == "tf32" and args.dtype != "float32":
+        raise UsageError(f"--precision tf32 needs --dtype float32 (TF32 tensor cores multiply float32 data), "
+                         f"got --dtype {args.dtype}")
+
     if args.data:
         X, Y = load_data(args.data, args.target_columns)
         source = f"{args.data}: X {X.shape}, Y {Y.shape}"
@@ -274,12 +281,12 @@ def _run(args) -> int:
     sizes = parse_layers(args.layers, X.shape[1], Y.shape[1])
 
     net = MLP(sizes, hidden_activation=args.activation, output_activation=args.output_activation,
-                 dtype=args.dtype, backend=args.backend, seed=args.seed)
+                 dtype=args.dtype, precision=args.precision, backend=args.backend, seed=args.seed)
     backend = net.backend
     print(f"backend: {describe(backend)}")
     print(f"data: {source}; {X_train.shape[0]} training, {0 if val is None else val[0].shape[0]} validation samples")
     print(f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden, {args.output_activation} output, "
-          f"{args.dtype}; SGD lr {args.lr:g}, batch {args.batch_size}, {args.epochs} epochs")
+          f"{args.dtype}, precision {net.precision_note}; SGD lr {args.lr:g}, batch {args.batch_size}, {args.epochs} epochs")
     try:
         history = net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           seed=args.seed, progress=args.progress, validation_data=val)

@@ -65,14 +65,19 @@ class MLP:
     ``gpubackprop.activations``). The loss is the mean squared error L = 1/(2B) Σ (ŷ − y)², which
     for one sample and one output is the lesson's L = ½(ŷ − y)². ``backend``: a name ("numpy",
     "cupy", "cupy:1", "auto"), a Backend, or None for the GPUBACKPROP_BACKEND variable / "auto".
+    ``precision``: "fp32" (default) the GEMMs in the dtype's full precision; "tf32" (float32 only)
+    the GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa, float32 accumulation);
+    on a backend without them (NumPy, GPUs before Ampere) "tf32" computes in float32.
     """
 
     def __init__(self, layer_sizes, *, hidden_activation="sigmoid", output_activation="identity",
-                 dtype="float32", backend=None, seed=None):
+                 dtype="float32", precision="fp32", backend=None, seed=None):
         self.layer_sizes = validation.check_layer_sizes(layer_sizes)
         self.hidden_activation = validation.check_choice("hidden_activation", hidden_activation, activations.HIDDEN)
         self.output_activation = validation.check_choice("output_activation", output_activation, activations.OUTPUT)
         self.dtype = validation.check_dtype(dtype)
+        self.precision = validation.check_precision(precision, self.dtype)
+        self._tf32 = self.precision == "tf32"  # every GEMM of the step asks the backend for TF32
         self.backend = get_backend(backend)
         n_layers = len(self.layer_sizes) - 1
         self.activations = (self.hidden_activation,) * (n_layers - 1) + (self.output_activation,)
@@ -158,7 +163,8 @@ class MLP:
         Raises ``CheckpointError`` for anything but a valid checkpoint. See ``gpubackprop.checkpoint``."""
         content = checkpoint.read(path)
         net = cls(content["layer_sizes"], hidden_activation=content["hidden_activation"],
-                  output_activation=content["output_activation"], dtype=content["dtype"], backend=backend, seed=0)
+                  output_activation=content["output_activation"], dtype=content["dtype"],
+                  precision=content["precision"], backend=backend, seed=0)
         net.set_params(content["params"])
         return net
 
@@ -285,7 +291,7 @@ class MLP:
         inputs = X
         for i, (W, bias_row, act) in enumerate(zip(self._weights, self._bias_rows, self.activations)):
             a = ws.activations[i]
-            ops.matmul(inputs, W, out=a, trans_b=True)  # z = X Wᵀ (+ b below)
+            ops.matmul(inputs, W, out=a, trans_b=True, tf32=self._tf32)  # z = X Wᵀ (+ b below)
             if trace is not None:
                 trace[i]["inputs"] = ops.to_numpy(inputs)
                 trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(bias_row)
@@ -319,10 +325,10 @@ class MLP:
                 trace[i]["act_grad"] = ops.to_numpy(
                     ops.activation_backward(ones, a, self.activations[i], out=ones, scratch=ws.scratch))
             delta = ops.activation_backward(grad, a, self.activations[i], out=grad, scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
-            ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True)  # ∂L/∂W = δᵀ X
+            ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True, tf32=self._tf32)  # ∂L/∂W = δᵀ X
             ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
             if i > 0:
-                ops.matmul(delta, self._weights[i], out=ws.grad_outputs[i - 1])  # ∂L/∂X = δ W
+                ops.matmul(delta, self._weights[i], out=ws.grad_outputs[i - 1], tf32=self._tf32)  # ∂L/∂X = δ W
             if trace is not None:
                 trace[i]["delta"] = ops.to_numpy(delta)
                 trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
@@ -375,7 +381,15 @@ class MLP:
         self.backend.copyto(buffer, array)
         return buffer
 
+    @property
+    def precision_note(self) -> str:
+        """The precision as computed here: "fp32", "tf32", or "tf32 (computed in float32: <why>)"."""
+        if self._tf32 and not self.backend.tf32:
+            return f"tf32 (computed in float32: no TF32 tensor cores on {self.backend.describe()})"
+        return self.precision
+
     def __repr__(self):
+        precision = "" if self.precision == "fp32" else f"precision={self.precision_note!r}, "
         return (f"MLP({self.layer_sizes}, hidden_activation={self.hidden_activation!r}, "
-                f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r}, "
+                f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r}, {precision}"
                 f"backend={self.backend.spec!r})")

@@ -25,6 +25,9 @@ import numpy
 
 
 DTYPES = ("float32", "float64")  # the dtypes a network computes in
+# The GEMMs' arithmetic: "fp32" the full precision of the dtype (IEEE float32 or float64
+# products); "tf32" TF32 tensor cores on float32 storage (where the device has them).
+PRECISIONS = ("fp32", "tf32")
 _REAL_KINDS = "fiub"  # float, signed int, unsigned int, bool: castable to the network's dtype
 _DTYPE_MAX = {numpy.dtype("float32"): float(numpy.finfo(numpy.float32).max),
               numpy.dtype("float64"): float(numpy.finfo(numpy.float64).max)}
@@ -61,6 +64,14 @@ def check_dtype(dtype, choices=DTYPES) -> numpy.dtype:
     if name not in choices:
         raise ValueError(f"dtype must be one of {', '.join(map(repr, choices))}, got {dtype!r}")
     return numpy.dtype(name)
+
+
+def check_precision(precision, dtype: numpy.dtype) -> str:
+    precision = check_choice("precision", precision, PRECISIONS)
+    if precision == "tf32" and dtype != numpy.float32:
+        raise ValueError(f"precision='tf32' needs dtype='float32' (TF32 tensor cores multiply float32 data), got "
+                         f"dtype={dtype.name!r}; use dtype='float32' with precision='tf32', or precision='fp32'")
+    return precision
 
 
 def check_lr(lr, dtype=None) -> float:

@@ -65,3 +65,32 @@ def test_a_bias_gradient_shape_ones_row_times_delta():
     out = DeviceLike(numpy.zeros((1, 4)))
     gemm(DeviceLike(numpy.ones((1, 6))), DeviceLike(delta), out, False, False)
     numpy.testing.assert_allclose(out.array[0], delta.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_tf32_goes_through_gemm_ex_with_the_tf32_compute_type(trans_a, trans_b):
+    """precision='tf32': cublasGemmEx on float32 data (CUDA_R_32F) with compute type
+    CUBLAS_COMPUTE_32F_FAST_TF32 and the default algorithm, the same argument mapping as sgemm."""
+    from gpubackprop.backends import capturable_gemm
+
+    seen = []
+
+    def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
+                compute, algo):
+        seen.append((Atype, Btype, Ctype, compute, algo))
+        return reference_column_major_gemm(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+    rng = numpy.random.default_rng(2)
+    m, n, k = 4, 6, 5
+    a = rng.normal(size=(k, m) if trans_a else (m, k)).astype("float32")
+    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype("float32")
+    gemm = object.__new__(CapturableGemm)
+    gemm._ctypes, gemm._handle = ctypes, None
+    gemm._gemm = {}  # sgemm must not be called
+    gemm._gemm_ex = gemm_ex
+    out = DeviceLike(numpy.full((m, n), numpy.nan, "float32"))
+    gemm(DeviceLike(a), DeviceLike(b), out, trans_a, trans_b, tf32=True)
+    numpy.testing.assert_allclose(out.array, (a.T if trans_a else a) @ (b.T if trans_b else b), rtol=1e-5)
+    assert seen == [(0, 0, 0, 77, -1)]
+    assert capturable_gemm.CUBLAS_COMPUTE_32F_FAST_TF32 == 77 and capturable_gemm.CUDA_R_32F == 0

@@ -130,12 +130,16 @@ class Backend(abc.ABC):
         """Wait for queued device work (nothing to wait for on the CPU)."""
 
     # ------------------------------------------------------------------ GEMM
-    @abc.abstractmethod
-    def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        """out = op(a) @ op(b), with op the transpose where asked (flags, never copies)."""
+    tf32: bool  # whether matmul(..., tf32=True) runs on TF32 tensor cores here (else in float32)
 
     @abc.abstractmethod
-    def gemm_sequence(self, gemms):
+    def matmul(self, a, b, out, trans_a=False, trans_b=False, tf32=False):
+        """out = op(a) @ op(b), with op the transpose where asked (flags, never copies).
+        ``tf32`` (float32 arrays only): multiply in TF32 (10-bit mantissa inputs, float32
+        accumulation) where the device has TF32 tensor cores (``self.tf32``), else in float32."""
+
+    @abc.abstractmethod
+    def gemm_sequence(self, gemms, tf32=False):
         """A function of no arguments that issues the GEMMs ``[(a, b, out, trans_a, trans_b)]``
         as cheaply as this backend can: the benchmark's floor."""
 

@@ -16,7 +16,8 @@ import numpy
 from .. import activations
 from . import conversion
 from .base import Backend
-from .capturable_gemm import CapturableGemm
+from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
+    column_major_arguments
 from .timers import EventTimer
 
 _THREADS = 256
@@ -108,6 +109,9 @@ class CupyBackend(Backend):
         self._constants = {}  # (value, shape, dtype) -> a filled device array, see _constant
         # The capturable GEMM of the recorder capturing in this thread, if one is (see GraphRecorder).
         self._capturing = threading.local()
+        # TF32 tensor cores from compute capability 8.0 (Ampere) on; before, cuBLAS computes in FP32.
+        self.tf32 = int(self._device.compute_capability) >= 80
+        self._tf32_scalars = (numpy.ones((), numpy.float32), numpy.zeros((), numpy.float32))  # host alpha, beta
 
     # ------------------------------------------------------------------ the device
     @classmethod
@@ -246,21 +250,42 @@ class CupyBackend(Backend):
         return array
 
     # ------------------------------------------------------------------ GEMM
-    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+    def matmul(self, a, b, out, trans_a=False, trans_b=False, tf32=False):
         capture_gemm = getattr(self._capturing, "gemm", None)
         if capture_gemm is not None:
-            capture_gemm(a, b, out, trans_a, trans_b)
+            capture_gemm(a, b, out, trans_a, trans_b, tf32)
             return out
+        if tf32:
+            return self._tf32_gemm(a, b, out, trans_a, trans_b)
         from cupy import cublas
 
         # cuBLAS reads the transposes from the flags: no transposed copies are made.
         cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
         return out
 
-    def gemm_sequence(self, gemms):
+    def _tf32_gemm(self, a, b, out, trans_a, trans_b):
+        """cublasGemmEx with compute type CUBLAS_COMPUTE_32F_FAST_TF32 on CuPy's handle for this
+        device and stream: the compute type is an argument of the call, so no setting of the
+        shared handle changes (other networks' GEMMs stay FP32)."""
+        from cupy.cuda import device
+        from cupy_backends.cuda.libs import cublas
+
+        transa, transb, m, n, k, A, lda, B, ldb, C, ldc = column_major_arguments(a, b, out, trans_a, trans_b)
+        one, zero = self._tf32_scalars
+        handle = device.get_cublas_handle()  # bound to the current stream, as cupy.cublas.gemm uses it
+        mode = cublas.getPointerMode(handle)
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+        try:
+            cublas.gemmEx(handle, transa, transb, m, n, k, one.ctypes.data, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
+                          zero.ctypes.data, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT)
+        finally:
+            cublas.setPointerMode(handle, mode)
+        return out
+
+    def gemm_sequence(self, gemms, tf32=False):
         def run():
             for a, b, out, trans_a, trans_b in gemms:
-                self.matmul(a, b, out, trans_a, trans_b)
+                self.matmul(a, b, out, trans_a, trans_b, tf32)
         return run
 
     # ------------------------------------------------------------------ layer math

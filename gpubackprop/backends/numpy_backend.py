@@ -37,6 +37,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     device = "cpu"
     spec = "numpy"
+    tf32 = False  # no TF32 on the CPU: precision="tf32" computes in float32
 
     def __init__(self, device_id: int = 0):
         if device_id != 0:
@@ -156,11 +157,11 @@ class NumpyBackend(Backend):
         return ones
 
     # ------------------------------------------------------------------ GEMM
-    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+    def matmul(self, a, b, out, trans_a=False, trans_b=False, tf32=False):  # tf32: float32 BLAS, see self.tf32
         _dot(a.T if trans_a else a, b.T if trans_b else b, out)
         return out
 
-    def gemm_sequence(self, gemms):
+    def gemm_sequence(self, gemms, tf32=False):
         calls = tuple((a.T if ta else a, b.T if tb else b, out) for a, b, out, ta, tb in gemms)
 
         def run():
