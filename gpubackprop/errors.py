@@ -7,29 +7,34 @@ class BackendUnavailableError(RuntimeError):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A training step met NaN or Inf (in the loss or in the gradients); no parameter was changed.
+    """A training step met NaN or Inf (in the loss, in the gradients, or in the parameters the
+    update would give); the step changed no parameter.
 
-    ``loss`` holds the loss value of the step (itself finite when only the gradients were not:
-    e.g. an Inf input behind a saturated sigmoid). From ``fit``, ``epoch`` and ``batch`` (1-based)
-    name the step, and the parameters are those after the last good step; else they are None.
+    ``loss`` holds the loss value of the step (itself finite when only the gradients or the update
+    were not: e.g. an Inf input behind a saturated sigmoid, or an lr so large that lr·∂L/∂W
+    overflows). ``where`` is "loss", "gradients" or "update". From ``fit``, ``epoch`` and ``batch``
+    (1-based) name the step, and the parameters are those after the last good step; else they are None.
     """
 
     def __init__(self, loss: float, where: str = "loss", *, epoch: int | None = None, batch: int | None = None,
                  batches: int | None = None):
         if where == "loss":
-            what = f"the loss is {loss!r}, not finite"
+            what = (f"the loss is {loss!r}, not finite: the inputs or targets hold NaN/Inf values, or "
+                    f"training diverged (learning rate too high?)")
+        elif where == "update":
+            what = (f"the loss ({loss!r}) and the gradients are finite but the update overflowed: "
+                    f"W - lr·∂L/∂W would hold NaN/Inf values (learning rate too high)")
         else:
-            what = f"the loss is {loss!r} but the {where} hold NaN/Inf values (or values so large their sum overflows)"
+            what = (f"the loss is {loss!r} but the {where} hold NaN/Inf values (or values so large their sum "
+                    f"overflows): the inputs or targets hold NaN/Inf values, or training diverged "
+                    f"(learning rate too high?)")
         if epoch is None:
             at, kept = "", "no parameter was changed"
         else:  # from fit: the steps before this one were applied
             at = f"epoch {epoch}, batch {batch}" + (f" of {batches}" if batches else "") + ": "
             kept = ("this batch and the rest of the epoch were not applied: the parameters are those after the "
                     + (f"last good step (batch {batch - 1})" if batch and batch > 1 else "start of this epoch"))
-        super().__init__(
-            f"{at}{what}: the inputs or targets hold NaN/Inf values, or training diverged "
-            f"(learning rate too high?); {kept}"
-        )
+        super().__init__(f"{at}{what}; {kept}")
         self.loss = loss
         self.where = where
         self.epoch, self.batch = epoch, batch

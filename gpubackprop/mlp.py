@@ -43,10 +43,12 @@ class _Workspace:
             offset += n_out * n_in
             self.grad_biases.append(self.grads[offset:offset + n_out])
             offset += n_out
-        # [loss, finite check of all gradients]: read back in ONE device-to-host transfer per step.
-        self.status = empty((2,), dtype)
+        # [loss, finite check of all gradients, finite check of the updated parameters]: read back
+        # in ONE device-to-host transfer per step.
+        self.status = empty((3,), dtype)
         self.loss = self.status[0:1].reshape(())  # 0-d views: the loss kernel writes status[0]
         self.grad_check = self.status[1:2].reshape(())
+        self.update_check = self.status[2:3].reshape(())
         self.scratch = {}  # temporaries the backend's operations ask for (see backends.base.scratch_buffer)
         self.recordings = {}  # recorded steps on these buffers (CUDA graphs), see the backend's recorder
 
@@ -55,7 +57,7 @@ class _Workspace:
         """Bytes that the buffers of one batch size take (for the out-of-memory message)."""
         per_row = sizes[0] + sizes[-1] + 2 * sum(sizes[1:])
         grads = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-        return (batch * per_row + grads + 2) * numpy.dtype(dtype).itemsize
+        return (batch * per_row + grads + 3) * numpy.dtype(dtype).itemsize
 
 
 class MLP:
@@ -188,10 +190,12 @@ class MLP:
     def train_step(self, X, Y, lr, *, check_finite=True):
         """One SGD step on the batch (X, Y); returns the loss before the update.
 
-        With ``check_finite`` (the default), a NaN/Inf in X, Y, the loss or any gradient raises
+        With ``check_finite`` (the default), a NaN/Inf in X, Y, the loss or any gradient, or an
+        update that would make any parameter NaN/Inf (an overflow: lr too large), raises
         ``NonFiniteLossError`` before any parameter is touched: every weight and bias stays
-        bit-identical. The check costs one reduction over the gradients (not over X) and no extra
-        host synchronisation: the loss and the gradients' sum come back in one transfer.
+        bit-identical. The check costs one reduction over the gradients (not over X), one over the
+        candidate parameters, and no extra host synchronisation: the loss and both checks come
+        back in one transfer.
         ``check_finite=False`` skips it (and queues the update before reading the loss back): a
         bad batch then silently turns the parameters into NaN/Inf and the NaN loss is returned.
         """
@@ -204,13 +208,15 @@ class MLP:
         """train_step on checked backend arrays of our dtype (X, Y may be ws.inputs/targets)."""
         self._recorder.run(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
                            arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
-        loss, grad_check = ws.status.tolist()  # the one host synchronisation of a step
+        loss, grad_check, update_check = ws.status.tolist()  # the one host synchronisation of a step
         if check_finite:
-            # The guarded update was skipped (on the device, too) if either value is NaN/Inf.
+            # The guarded update was skipped (on the device, too) if any value is NaN/Inf.
             if not math.isfinite(loss):
                 raise NonFiniteLossError(loss)
             if not math.isfinite(grad_check):
                 raise NonFiniteLossError(loss, "gradients")
+            if not math.isfinite(update_check):
+                raise NonFiniteLossError(loss, "update")
         return loss
 
     def _step(self, X, Y, ws, lr, check_finite, totals=None):
@@ -225,7 +231,10 @@ class MLP:
             # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
             # so every gradient is checked too, in one pass over the flat gradient buffer.
             ops.finite_check(ws.grads, out=ws.grad_check)
-            guard = ws.status  # [loss, gradient check]: the update is skipped if either is NaN/Inf
+            # The update is checked before it is applied: a candidate W − lr ∂L/∂W holding NaN/Inf
+            # (lr·∂L/∂W overflowed) refuses the step, in a pass that stores nothing.
+            ops.sgd_check(self._flat_params, ws.grads, lr, ws.update_check, ws.scratch)
+            guard = ws.status  # [loss, gradient check, update check]: no update if any is NaN/Inf
             if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
                 ops.accumulate_step(ws.status, totals, X.shape[0])
         # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once

@@ -195,18 +195,18 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
     order = numpy.arange(n, dtype=numpy.int64)
     order_dev = backend.asarray(order, numpy.int64)  # the same array on the CPU
     cursor = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
-    totals = backend.asarray(numpy.zeros(4), numpy.float64)  # see Backend.accumulate_step
-    zero_cursor, zero_totals, host_totals = numpy.zeros(1, numpy.int64), numpy.zeros(4), numpy.zeros(4)
+    totals = backend.asarray(numpy.zeros(5), numpy.float64)  # see Backend.accumulate_step
+    zero_cursor, zero_totals, host_totals = numpy.zeros(1, numpy.int64), numpy.zeros(5), numpy.zeros(5)
     rng = numpy.random.default_rng(seed)
     launches = _launches(net, n, batch_size)
     n_batches = sum(steps for _, steps, _ in launches)
 
     def read_totals(epoch):
         """The one host round trip: [Σ loss·rows, good steps, first bad step's loss and check]."""
-        total, good, bad_loss, bad_check = backend.to_host(totals, host_totals).tolist()
-        if not (math.isfinite(bad_loss) and math.isfinite(bad_check)):
-            raise NonFiniteLossError(bad_loss, "loss" if not math.isfinite(bad_loss) else "gradients",
-                                     epoch=epoch, batch=int(good) + 1, batches=n_batches)
+        total, good, bad_loss, bad_check, bad_update = backend.to_host(totals, host_totals).tolist()
+        if not (math.isfinite(bad_loss) and math.isfinite(bad_check) and math.isfinite(bad_update)):
+            where = "loss" if not math.isfinite(bad_loss) else "gradients" if not math.isfinite(bad_check) else "update"
+            raise NonFiniteLossError(bad_loss, where, epoch=epoch, batch=int(good) + 1, batches=n_batches)
         return total
 
     bar = ProgressLine(epochs, n) if progress_wanted(progress) else None

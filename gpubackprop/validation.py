@@ -13,8 +13,8 @@ What each kind of bad input gets:
 - a GPU array (``__cuda_array_interface__``, e.g. CuPy) given to a numpy-backend network:
   ``TypeError`` saying how to move it to the host; it is never copied silently. A NumPy array
   given to a cupy-backend network is uploaded to the device (one host-to-device copy);
-- ``lr`` not a real number: ``TypeError``; not finite and positive (in the network's dtype):
-  ``ValueError``.
+- ``lr`` not a real number: ``TypeError``; not finite and positive, or rounding to 0 or Inf in
+  the network's dtype (float32: ``1e-50``, ``1e39``): ``ValueError``.
 """
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ PRECISIONS = ("fp32", "tf32")
 _REAL_KINDS = "fiub"  # float, signed int, unsigned int, bool: castable to the network's dtype
 _DTYPE_MAX = {numpy.dtype("float32"): float(numpy.finfo(numpy.float32).max),
               numpy.dtype("float64"): float(numpy.finfo(numpy.float64).max)}
+# Below or at half the smallest denormal, a positive number rounds to 0 in the dtype (ties go to
+# the even 0); a Python float is a float64, so none of them rounds to 0 there.
+_ROUNDS_TO_ZERO = {numpy.dtype("float32"): float(numpy.finfo(numpy.float32).smallest_subnormal) / 2,
+                   numpy.dtype("float64"): 0.0}
 
 
 def check_layer_sizes(layer_sizes) -> list[int]:
@@ -75,12 +79,17 @@ def check_precision(precision, dtype: numpy.dtype) -> str:
 
 
 def check_lr(lr, dtype=None) -> float:
-    """``lr`` as a Python float: a real number, finite and > 0 (and finite in ``dtype`` when given)."""
+    """``lr`` as a Python float: a real number, finite and > 0; with ``dtype``, also neither 0 nor
+    Inf once rounded to it (a float32 network computes with float32(lr))."""
     if type(lr) is not float:  # the common case skips the ABC check
         if isinstance(lr, (bool, numpy.bool_)) or not isinstance(lr, numbers.Real):
             raise TypeError(f"lr must be a positive finite number, got {lr!r} ({type(lr).__name__})")
         lr = float(lr)
-    if not (0.0 < lr <= _DTYPE_MAX.get(dtype, math.inf)):  # False for NaN too
+    if not (_ROUNDS_TO_ZERO.get(dtype, 0.0) < lr <= _DTYPE_MAX.get(dtype, math.inf)):  # False for NaN too
+        if dtype is not None and 0.0 < lr <= _ROUNDS_TO_ZERO[dtype]:
+            raise ValueError(f"lr {lr!r} rounds to 0 in {dtype} (whose smallest positive number is "
+                             f"{2 * _ROUNDS_TO_ZERO[dtype]:.4g}), so training would change nothing; "
+                             f"expected a positive number that {dtype} can hold")
         limit = "" if dtype is None else f" (and at most {_DTYPE_MAX[dtype]:.4g} for {dtype})"
         raise ValueError(f"lr must be a positive finite number{limit}, got {lr!r}")
     return lr

@@ -21,27 +21,29 @@ extern "C" __global__ void gather_rows_at(const real* source, const long long* o
     }
 }
 
-// One thread, between the finite check and the update. totals = {Σ loss·rows, good steps,
-// loss of the first bad step, gradient check of the first bad step} (0 until a step is bad);
-// status = {loss, gradient check} of this step, the update's guard. A step is good when its
+// One thread, between the finite checks and the update. totals = {Σ loss·rows, good steps,
+// loss, gradient check and update check of the first bad step} (0 until a step is bad);
+// status = {loss, gradient check, update check} of this step, the update's guard. A step is good when its
 // status is finite and no earlier step since the totals were zeroed was bad; a bad step's status
 // is kept and every later step is refused by making its guard non-finite (sticky), so the parameters
 // stay those after the last good step. In double, as the host's float sum it replaces.
 extern "C" __global__ void accumulate_step(real* status, double* totals, double rows) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    const bool earlier_good = isfinite(totals[2]) && isfinite(totals[3]);
+    const bool earlier_good = isfinite(totals[2]) && isfinite(totals[3]) && isfinite(totals[4]);
     if (!earlier_good) {
         // Refused: sgd_update skips a non-finite guard, and the bad step's sum is non-finite.
-        status[1] = (real)(totals[2] + totals[3]);
+        status[1] = (real)(totals[2] + totals[3] + totals[4]);
         return;
     }
     const double loss = (double)status[0];
     const double check = (double)status[1];
-    if (isfinite(loss) && isfinite(check)) {
+    const double update = (double)status[2];
+    if (isfinite(loss) && isfinite(check) && isfinite(update)) {
         totals[0] = totals[0] + loss * rows;
         totals[1] = totals[1] + 1.0;
     } else {
         totals[2] = loss;
         totals[3] = check;
+        totals[4] = update;
     }
 }

@@ -161,12 +161,42 @@ def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype):
     shape = several_grids_shape(cp)
     param = rng.normal(0.0, 1.0, shape).astype(dtype)
     grad = rng.normal(0.0, 1.0, shape).astype(dtype)
-    expected = cpu.sgd_update(param.copy(), grad, 0.37)
+    expected = cpu.sgd_update(param.copy(), grad, 0.37, None, {})
 
     param_gpu, grad_gpu = cp.asarray(param), cp.asarray(grad)
-    assert gpu.sgd_update(param_gpu, grad_gpu, 0.37) is param_gpu
+    assert gpu.sgd_update(param_gpu, grad_gpu, 0.37, None, {}) is param_gpu
     numpy.testing.assert_allclose(cp.asnumpy(param_gpu), expected, rtol=RTOL[dtype], atol=ATOL[dtype])
     numpy.testing.assert_array_equal(cp.asnumpy(grad_gpu), grad)  # the gradient is left as it was
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["finite", "overflowing_update", "bad_loss_slot"])
+def test_guarded_sgd_update_kernels_match_numpy(cp, gpu, cpu, rng, dtype, case):
+    # The check pass writes the status's last slot (0 or NaN) as NumPy's mirror does, and the
+    # update pass applies the step, bit for bit as NumPy, or changes nothing at all.
+    shape = several_grids_shape(cp)
+    param = rng.normal(0.0, 1.0, shape).astype(dtype)
+    grad = rng.normal(0.0, 1.0, shape).astype(dtype)
+    lr = 0.37
+    status = numpy.zeros(3, dtype)
+    if case == "overflowing_update":
+        grad.reshape(-1)[-1] = numpy.finfo(dtype).max  # one element in the last block overflows
+        lr = 10.0
+    elif case == "bad_loss_slot":
+        status[0] = numpy.nan
+    expected, expected_status = param.copy(), status.copy()
+    with numpy.errstate(all="ignore"):
+        cpu.sgd_check(expected, grad, lr, expected_status[2:3].reshape(()), {})
+        cpu.sgd_update(expected, grad, lr, expected_status, {})
+    param_gpu, grad_gpu, status_gpu = cp.asarray(param), cp.asarray(grad), cp.asarray(status)
+    gpu.sgd_check(param_gpu, grad_gpu, lr, status_gpu[2:3].reshape(()), {})
+    gpu.sgd_update(param_gpu, grad_gpu, lr, status_gpu, {})
+    got_status = cp.asnumpy(status_gpu)
+    assert numpy.isnan(got_status[2]) == numpy.isnan(expected_status[2]) == (case == "overflowing_update")
+    if case == "finite":
+        numpy.testing.assert_array_equal(cp.asnumpy(param_gpu), expected)  # --fmad=false: same roundings
+    else:
+        assert cp.asnumpy(param_gpu).tobytes() == param.tobytes() == expected.tobytes()
 
 
 # (m, n, k): an MLP's shapes, including single rows/columns (arrays both C- and F-contiguous).

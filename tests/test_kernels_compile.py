@@ -106,8 +106,9 @@ def called_kernel_names():
             stub.activation_backward(x, x, activation, numpy.zeros_like(x), scratch={})
         stub.mse_loss_grad(x, x, numpy.zeros_like(x), numpy.zeros((), dtype))
         stub.sgd_update(x, x, 0.1, None, {})
+        stub.sgd_check(x, x, 0.1, numpy.zeros((), dtype), {})  # the guarded update's first pass
         stub.gather_rows_at(x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x)
-        stub.accumulate_step(numpy.zeros(2, dtype), numpy.zeros(4), 3)
+        stub.accumulate_step(numpy.zeros(3, dtype), numpy.zeros(5), 3)
         if "finite_check" in vars(CupyBackend):  # a kernel-backed check, where the backend has one
             stub.finite_check(x, numpy.zeros(2, dtype))
     return names
@@ -117,7 +118,7 @@ def test_kernel_source_holds_every_kernel_the_backend_calls():
     names = called_kernel_names()
     # forward for every activation, backward for those with a derivative kernel, loss, SGD
     assert {f"bias_{a}_forward" for a in ACTIVATIONS} <= names
-    assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad", "sgd_update"} <= names
+    assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad", "sgd_check", "sgd_update"} <= names
     assert {"gather_rows_at", "accumulate_step"} <= names  # fit's per-step work on the device
     for dtype, ctype in (("float32", "float"), ("float64", "double")):
         source = kernel_source(dtype)

@@ -118,9 +118,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def accumulate_step(self, status, totals, rows: int):
-        """Between a step's finite check and its update: ``totals`` (float64, 4 elements, zeroed
-        by the caller) = [Σ loss·rows, good steps, loss and gradient check of the first bad step].
-        While every step so far was good, a step with a finite ``status`` ([loss, gradient check])
+        """Between a step's finite checks and its update: ``totals`` (float64, 5 elements, zeroed
+        by the caller) = [Σ loss·rows, good steps, loss, gradient check and update check of the
+        first bad step]. While every step so far was good, a step with a finite ``status`` ([loss,
+        gradient check, update check])
         adds its loss·rows and counts itself; a non-finite one is recorded as the first bad step;
         after a bad step every later step is refused: its ``status`` is made non-finite, so the
         guarded update skips it (sticky), and the parameters stay those after the last good step."""
@@ -166,10 +167,17 @@ class Backend(abc.ABC):
         a sum; only a finite sum beyond the dtype's range gives a false alarm)."""
 
     @abc.abstractmethod
+    def sgd_check(self, param, grad, lr, out, scratch: dict):
+        """out[()] = 0 when every candidate param - lr * grad is finite, NaN otherwise; nothing
+        else is written. The first pass of a guarded update (the candidate is computed as the
+        update will compute it, not stored); another update rule checks its own candidate the
+        same way, into the same status slot."""
+
+    @abc.abstractmethod
     def sgd_update(self, param, grad, lr, guard, scratch: dict):
         """In place: param <- param - lr * grad (grad unchanged), skipped entirely when ``guard``
-        (an array, or None for no guard) holds NaN/Inf; a device checks it on the device, so no
-        host round trip precedes the update."""
+        (the step's status vector, or None for no guard) holds NaN/Inf in any slot; a device
+        checks it on the device, so no host round trip precedes the update."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

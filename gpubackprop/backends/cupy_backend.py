@@ -327,12 +327,20 @@ class CupyBackend(Backend):
         self.kernel("flag_nonfinite", x.dtype)(self._grid(n), (_THREADS,), (x, numpy.int64(n), out))
         return out
 
+    def sgd_check(self, param, grad, lr, out, scratch):
+        out.fill(0)
+        n = param.size
+        self.kernel("sgd_check", param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), out))
+        return out
+
     def sgd_update(self, param, grad, lr, guard, scratch):
         if guard is None:
-            guard = self._constant(0, (2,), param.dtype)  # a guard that always lets the update through
+            guard = self._constant(0, (1,), param.dtype)  # a guard that always lets the update through
         n = param.size
         self.kernel("sgd_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard))
+            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard,
+                                         numpy.int64(guard.size)))
         return param
 
     # ------------------------------------------------------------------ CUDA graphs

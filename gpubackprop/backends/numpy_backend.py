@@ -44,6 +44,7 @@ class NumpyBackend(Backend):
             raise ValueError(f"the numpy backend has one device, the CPU: use 'numpy', not 'numpy:{device_id}'")
         self._constants = {}  # dtype -> (0, 0.5, 1) as 0-d arrays of that dtype
         self._ones = {}  # (length, dtype) -> ones vector for the bias-gradient gemv
+        self._zeros = {}  # (length, dtype) -> zeros vector for the update's finite check
         # Per activation name, its forward and backward below (a row of activations.TABLE without
         # them fails here, at construction, not in the middle of a step).
         self._forward = {name: getattr(self, f"_{name}_forward") for name in activations.NAMES}
@@ -129,15 +130,15 @@ class NumpyBackend(Backend):
 
     def accumulate_step(self, status, totals, rows):
         # The kernel of kernels/fit.cu, in the same double operations (on Python floats: no warnings).
-        total, good, bad_loss, bad_check = totals.tolist()
-        if not (math.isfinite(bad_loss) and math.isfinite(bad_check)):
-            status[1] = bad_loss + bad_check  # non-finite: the update's guard refuses the step
+        total, good, bad_loss, bad_check, bad_update = totals.tolist()
+        if not (math.isfinite(bad_loss) and math.isfinite(bad_check) and math.isfinite(bad_update)):
+            status[1] = bad_loss + bad_check + bad_update  # non-finite: the update's guard refuses the step
             return
-        loss, check = status.tolist()
-        if math.isfinite(loss) and math.isfinite(check):
+        loss, check, update = status.tolist()
+        if math.isfinite(loss) and math.isfinite(check) and math.isfinite(update):
             totals[0], totals[1] = total + loss * float(rows), good + 1.0
         else:
-            totals[2], totals[3] = loss, check
+            totals[2], totals[3], totals[4] = loss, check, update
 
     def synchronize(self):
         pass
@@ -155,6 +156,13 @@ class NumpyBackend(Backend):
         if ones is None:
             ones = self._ones[key] = numpy.ones(length, dtype=dtype)
         return ones
+
+    def _zeros_vector(self, length, dtype):
+        key = (length, dtype)
+        zeros = self._zeros.get(key)
+        if zeros is None:
+            zeros = self._zeros[key] = numpy.zeros(length, dtype=dtype)
+        return zeros
 
     # ------------------------------------------------------------------ GEMM
     def matmul(self, a, b, out, trans_a=False, trans_b=False, tf32=False):  # tf32: float32 BLAS, see self.tf32
@@ -237,6 +245,16 @@ class NumpyBackend(Backend):
 
     def finite_check(self, x, out):
         _dot(x, self._ones_vector(x.shape[0], x.dtype), out)  # the sum as a BLAS dot: one threaded pass
+        return out
+
+    def sgd_check(self, param, grad, lr, out, scratch):
+        candidate = scratch_buffer(scratch, grad.shape, grad.dtype, self.empty)
+        _multiply(grad, lr, candidate)  # step = lr * grad, then param - step: as sgd_update rounds
+        _subtract(param, candidate, candidate)
+        flat = candidate.reshape(-1)
+        # 0 when every candidate is finite, NaN otherwise (Inf·0 and NaN·0 are NaN): the kernel's
+        # flag, in one BLAS pass.
+        _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), out)
         return out
 
     def sgd_update(self, param, grad, lr, guard, scratch):
