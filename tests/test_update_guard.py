@@ -96,3 +96,30 @@ def test_lr_that_rounds_to_inf_in_float32_is_refused(lr):
     net = gb.MLP(SIZES, dtype="float32", backend="numpy", seed=0)
     with pytest.raises(ValueError, match="at most"):
         net.train_step(*batch(), lr)
+
+
+def test_fit_stopped_by_an_overflowing_update_keeps_the_last_good_step(backend):
+    # Outputs start at exactly 0 (last layer zeroed). Batch 1's residuals of 1e-154 give an update
+    # of a few units (applied); batch 2's residuals of 1e150 keep the loss finite in float64 but
+    # make lr·∂L/∂W overflow: fit stops there, naming the epoch, the batch and the cause, and the
+    # parameters are exactly those after batch 1.
+    def start():
+        net = gb.MLP(SIZES, dtype="float64", backend=backend, seed=8)
+        (W1, b1), (W2, _) = net.get_params()
+        net.set_params([(W1, b1), (numpy.zeros_like(W2), numpy.zeros(SIZES[-1]))])
+        return net
+
+    net, reference = start(), start()
+    X = numpy.random.default_rng(1).normal(size=(8, SIZES[0]))
+    Y = numpy.full((8, SIZES[-1]), 1e-154)
+    Y[4:] = 1e150
+    lr = 1e160
+    reference.train_step(X[:4], Y[:4], lr)
+    assert param_bytes(reference) != param_bytes(net)  # batch 1 really changes something
+    with numpy.errstate(all="ignore"), pytest.raises(gb.NonFiniteLossError) as info:
+        net.fit(X, Y, epochs=3, batch_size=4, lr=lr, shuffle=False, progress=False)
+    error = info.value
+    assert (error.where, error.epoch, error.batch) == ("update", 1, 2) and math.isfinite(error.loss)
+    assert "epoch 1, batch 2" in str(error) and "update overflowed" in str(error)
+    assert "last good step (batch 1)" in str(error)
+    assert param_bytes(net) == param_bytes(reference)
