@@ -13,7 +13,10 @@ from gpubackprop import benchmark
 
 SIZES = [benchmark.parse_size(s) for s in os.environ.get("GPUBACKPROP_BENCH_SIZES", "tiny;small;medium").replace(";", " ").split()]
 BACKENDS = gb.available_backends()
-MAKERS = {"gpubackprop": benchmark.make_ours, "floor": benchmark.make_floor, "torch": benchmark.make_torch}
+# fit and torch_fit time one epoch per call (Case.steps_per_call steps; see extra_info).
+MAKERS = {"gpubackprop": benchmark.make_ours, "fit": benchmark.make_fit, "floor": benchmark.make_floor,
+          "torch": benchmark.make_torch, "torch_graphed": benchmark.make_torch_graphed,
+          "torch_fit": benchmark.make_torch_fit}
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -29,6 +32,7 @@ def test_train_step(benchmark_fixture_alias, backend_name, case_name, size):
         case.step()
     benchmark_fixture_alias.group = f"{name} {layer_sizes} batch {batch} ({backend_name})"
     benchmark_fixture_alias.extra_info["gemm_flops"] = benchmark.gemm_flops(layer_sizes, batch)
+    benchmark_fixture_alias.extra_info["steps_per_call"] = case.steps_per_call
     if backend_name == "cupy":  # time whole steps including their one synchronisation
         benchmark_fixture_alias.pedantic(case.step, rounds=20, iterations=5, warmup_rounds=1)
     else:

@@ -1,4 +1,5 @@
-"""``gpubackprop bench``: train_step beside its GEMM floor and PyTorch eager, per network size.
+"""``gpubackprop bench``: train_step and fit beside the GEMM floor and PyTorch (eager, graphed, and
+its graphed epoch loop), per network size.
 
 All timing lives in ``gpubackprop.benchmark``; this module only parses options and prints.
 """
@@ -8,14 +9,18 @@ import dataclasses
 import json
 import time
 
+import numpy
+
 from . import benchmark
 from .backends import describe, get_backend
-from .validation import DTYPES
+from .validation import DTYPES, PRECISIONS, check_precision
 
 
 def add_arguments(parser):
     parser.add_argument("--backend", default="auto", help="auto (default), numpy, cupy (the first GPU) or cupy:N")
     parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="GEMM arithmetic of every case: fp32 (default) or tf32 (TF32 tensor cores; float32 only)")
     parser.add_argument("--sizes", default="tiny,small,medium,large",
                         help="names (tiny,small,medium,large: the default) or custom sizes 'n0,n1,...,nL@batch', "
                              "separated by ';' or spaces, e.g. 'tiny;784,512,10@128'")
@@ -53,18 +58,25 @@ def main(args) -> int:
         return _kernels(backend, args)
     seconds = 0.2 if args.quick else args.seconds
     sizes = [benchmark.parse_size(s) for s in _split_sizes(args.sizes)]
+    check_precision(args.precision, numpy.dtype(args.dtype))  # tf32 with float64: a clear error before any work
     threads = benchmark.blas_threads()  # torch on the CPU gets as many threads as NumPy's BLAS
     env = benchmark.environment(backend)
     _header(backend, env)
-    print(f"dtype {args.dtype}; lr {benchmark.LEARNING_RATE}; ~{seconds:g} s per case, interleaved rounds, medians")
-    print("×floor = step time / GEMM-floor time (lower is better); ×torch = torch step time / this one "
-          "(throughput relative to torch, higher is better); spread = (max−min)/median over rounds")
+    precision = args.precision if args.precision == "fp32" or backend.tf32 else \
+        f"{args.precision} (computed in float32: no TF32 tensor cores on {backend.describe()})"
+    print(f"dtype {args.dtype}; precision {precision}; lr {benchmark.LEARNING_RATE}; ~{seconds:g} s per case, "
+          f"interleaved rounds, medians")
+    print("µs/step per training step (fit, torch_fit: an epoch of fit's batches, divided by its steps); "
+          "×floor = step time / GEMM-floor time (lower is better); ×torch, ×torch_graphed, ×torch_fit = that "
+          "torch case's step time / this one (throughput relative to it, higher is better); "
+          "spread = (max−min)/median over rounds")
     rows, cases, start = [], [], time.perf_counter()
     for name, layer_sizes, batch in sizes:
         print(f"\n{name}: layers {layer_sizes}, batch {batch}, {len(benchmark.gemm_shapes(layer_sizes, batch))} GEMMs, "
               f"{benchmark.gemm_flops(layer_sizes, batch) / 1e9:.4g} GFLOP/step", flush=True)
         size_rows = benchmark.bench_size(backend, name, layer_sizes, batch, args.dtype, seconds,
-                                         with_torch=not args.no_torch, threads=threads, cases_out=cases)
+                                         with_torch=not args.no_torch, threads=threads, cases_out=cases,
+                                         precision=args.precision)
         print(benchmark.format_rows(size_rows), flush=True)
         rows.extend(size_rows)
     print(f"\n({time.perf_counter() - start:.0f} s)")
@@ -76,7 +88,7 @@ def main(args) -> int:
         print(f"CUDA graphs: {env['cuda_graphs']}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"environment": env, "dtype": args.dtype, "seconds_per_case": seconds,
+            json.dump({"environment": env, "dtype": args.dtype, "precision": args.precision, "seconds_per_case": seconds,
                        "rows": [dataclasses.asdict(r) for r in rows]}, fh, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
@@ -111,12 +123,12 @@ def _plot(rows, path, env):
         print("--plot needs matplotlib: pip install 'gpubackprop[plot]' (chart not written)")
         return
     sizes = list(dict.fromkeys(r.size for r in rows))
-    cases = ["gpubackprop", "floor", "torch"]
+    cases = [case for case in benchmark.CASES if any(r.case == case and r.samples_per_s for r in rows)]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / len(cases)
     for j, case in enumerate(cases):
         values = [next((r.samples_per_s or 0 for r in rows if r.size == s and r.case == case), 0) for s in sizes]
-        ax.bar([i + (j - 1) * width for i in range(len(sizes))], values, width, label=case)
+        ax.bar([i + (j - (len(cases) - 1) / 2) * width for i in range(len(sizes))], values, width, label=case)
     ax.set_xticks(range(len(sizes)), sizes)
     ax.set_yscale("log")
     ax.set_ylabel("samples/s (log)")

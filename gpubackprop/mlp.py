@@ -87,6 +87,7 @@ class MLP:
         self._recorder = self.backend.recorder()
         self._weights, self._biases, self._bias_rows, self._flat_params = (), (), (), None
         self._workspaces = {}
+        self._fit_state = None  # (samples, (permutation, cursor, totals)): fit's device buffers, see _fit_buffers
         self.set_params(self._initial_params(seed))
 
     # ------------------------------------------------------------------ parameters
@@ -239,6 +240,18 @@ class MLP:
                 ops.accumulate_step(ws.status, totals, X.shape[0])
         # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
         ops.sgd_update(self._flat_params, ws.grads, lr, guard, ws.scratch)
+
+    def _fit_buffers(self, samples: int):
+        """fit's device buffers for a data set of ``samples`` rows: the epoch's permutation (int64),
+        the gather cursor (int64, 1) and the epoch's totals (float64, 5; see Backend.accumulate_step).
+        Kept for the last size seen, so that fit called again (e.g. one epoch at a time) reuses
+        them, and with them the recorded launches, whose keys hold their addresses."""
+        if self._fit_state is None or self._fit_state[0] != samples:
+            empty = self.backend.empty
+            self._fit_state = None  # the old buffers go before the new ones are made
+            self._fit_state = (samples, (empty((samples,), numpy.int64), empty((1,), numpy.int64),
+                                         empty((5,), numpy.float64)))
+        return self._fit_state[1]
 
     def _fit_step(self, X, Y, order, cursor, ws, lr, totals):
         """One step of ``fit``, queued only: the next batch of the permutation ``order`` gathered

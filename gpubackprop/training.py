@@ -193,10 +193,9 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
     # backend sees the same batches, and copied to the device once per epoch) at a cursor that
     # lives on the device, straight into the workspace of each batch size.
     order = numpy.arange(n, dtype=numpy.int64)
-    order_dev = backend.asarray(order, numpy.int64)  # the same array on the CPU
-    cursor = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
-    totals = backend.asarray(numpy.zeros(5), numpy.float64)  # see Backend.accumulate_step
-    zero_cursor, zero_totals, host_totals = numpy.zeros(1, numpy.int64), numpy.zeros(5), numpy.zeros(5)
+    order_dev, cursor, totals = net._fit_buffers(n)  # kept by the network: a later fit replays the same graphs
+    zero_cursor, zero_totals, host_totals = numpy.zeros(1, numpy.int64), numpy.zeros(totals.shape), numpy.zeros(totals.shape)
+    backend.copyto(order_dev, order)
     rng = numpy.random.default_rng(seed)
     launches = _launches(net, n, batch_size)
     n_batches = sum(steps for _, steps, _ in launches)
@@ -216,8 +215,7 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
             start_time = time.perf_counter()
             if shuffle:
                 rng.shuffle(order)
-                if order_dev is not order:
-                    backend.copyto(order_dev, order)
+                backend.copyto(order_dev, order)
             backend.copyto(cursor, zero_cursor)
             backend.copyto(totals, zero_totals)
             for ws, steps, done in launches:

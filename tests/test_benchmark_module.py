@@ -26,10 +26,49 @@ def test_bench_command_writes_json(tmp_path, capsys):
     data = json.loads(path.read_text())
     cases = {(r["size"], r["case"]) for r in data["rows"]}
     assert ("tiny", "gpubackprop") in cases and ("8,4,1@4", "floor") in cases
-    assert all(r["us_per_step"] > 0 for r in data["rows"] if r["case"] != "torch" or r["us_per_step"])
+    assert all(r["us_per_step"] > 0 for r in data["rows"] if not r["case"].startswith("torch") or r["us_per_step"])
     assert "×floor" in capsys.readouterr().out
 
 
 def test_bench_kernels_on_numpy(capsys):
     assert main(["bench", "--backend", "numpy", "--kernels", "--seconds", "0.02"]) == 0
     assert "fused / copy bandwidth" in capsys.readouterr().out
+
+
+def test_bench_reports_fit_and_says_why_the_graphed_torch_cases_are_absent_on_the_cpu(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--backend", "numpy", "--sizes", "tiny", "--seconds", "0.02", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    for column in ("×floor", "×torch", "×torch_graphed", "×torch_fit"):
+        assert column in out
+    assert "precision fp32" in out
+    rows = {r["case"]: r for r in json.loads(path.read_text())["rows"]}
+    assert set(rows) == set(benchmark.CASES)
+    fit = rows["fit"]
+    assert fit["us_per_step"] > 0 and fit["steps_per_call"] == benchmark.FIT_BATCHES["tiny"]
+    assert fit["samples_per_s"] == pytest.approx(1 / (fit["us_per_step"] * 1e-6))  # per step, batch 1
+    for case in ("torch_graphed", "torch_fit"):
+        assert rows[case]["us_per_step"] is None and "needs CUDA" in rows[case]["note"]
+        assert f"{case:<14} skipped: needs CUDA" in out
+    if rows["torch"]["us_per_step"]:  # torch importable: eager on the CPU, and the ratio against it
+        assert rows["fit"]["x_torch"] == pytest.approx(rows["torch"]["us_per_step"] / fit["us_per_step"])
+    assert rows["gpubackprop"]["x_torch_graphed"] is None
+
+
+def test_fit_case_times_an_epoch_and_reports_per_step():
+    from gpubackprop.backends import get_backend
+
+    case = benchmark.make_fit(get_backend("numpy"), [3, 4, 1], 5, "float32", batches=7)
+    assert case.steps_per_call == 7
+    losses = [case.step() for _ in range(3)]
+    assert all(isinstance(loss, float) for loss in losses) and len(set(losses)) == 3  # a new permutation each epoch
+    case.samples = [0.7, 1.4, 0.07]
+    assert case.seconds == pytest.approx(0.1)  # the median call, per step
+
+
+def test_bench_precision_flag(capsys):
+    assert main(["bench", "--backend", "numpy", "--sizes", "tiny", "--seconds", "0.02", "--no-torch",
+                 "--precision", "tf32"]) == 0
+    assert "precision tf32 (computed in float32: no TF32 tensor cores on numpy" in capsys.readouterr().out
+    assert main(["bench", "--backend", "numpy", "--sizes", "tiny", "--precision", "tf32", "--dtype", "float64"]) != 0
+    assert "precision='tf32' needs dtype='float32'" in capsys.readouterr().err

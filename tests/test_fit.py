@@ -388,3 +388,19 @@ def test_progress_reads_between_launches(monkeypatch, capsys):
     monkeypatch.setattr(training.ProgressLine, "due", lambda self: False)
     net.fit(X, Y, epochs=2, batch_size=16, lr=0.1, seed=0, progress=True)
     assert len(reads) == 2  # one read per epoch
+
+
+def test_fit_called_again_reuses_its_buffers_and_so_its_recordings():
+    """fit one epoch at a time (a common loop) replays the same recorded launches: the network
+    keeps fit's device buffers, whose addresses are part of the recording keys."""
+    net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
+    recorder = net._recorder = KeyCountingRecorder()
+    X, Y = sincos(100)
+    X, Y = X.astype(numpy.float32), Y.astype(numpy.float32).reshape(-1, 1)  # used as they are: no copy per fit
+    net.fit(X, Y, epochs=1, batch_size=16, lr=0.1, seed=0, progress=False)
+    first = list(recorder.keys)
+    recorder.keys.clear()
+    net.fit(X, Y, epochs=1, batch_size=16, lr=0.1, seed=1, progress=False)
+    assert recorder.keys == first
+    net.fit(X[:50], Y[:50], epochs=1, batch_size=16, lr=0.1, seed=1, progress=False)  # another size: new buffers
+    assert net._fit_state[0] == 50

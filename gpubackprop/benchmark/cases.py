@@ -1,19 +1,35 @@
-"""What the benchmark times: the network sizes, and per size three cases of one training step.
+"""What the benchmark times: the network sizes, and per size these cases.
 
+Per training step:
 - ``gpubackprop``: ``MLP.train_step`` on the chosen backend;
 - ``floor``: only the 3L-1 GEMMs of one step (forward X Wᵀ per layer, δᵀ X per layer, δ W for
   every layer but the first) at the same shapes, issued as cheaply as the backend can, into
   preallocated outputs, through the backend's recorder as the step is (on a GPU: replayed as one
   CUDA graph): what a step would cost if everything but the matrix products were free;
 - ``torch``: PyTorch eager on the same device (``F.linear``, sigmoid, autograd,
-  ``torch.optim.SGD``), when torch imports.
+  ``torch.optim.SGD``), when torch imports;
+- ``torch_graphed``: the same PyTorch step captured once in a ``torch.cuda.graph`` (static input,
+  target and parameter tensors; plain SGD, which captures as it is) and replayed: PyTorch at its
+  best for small networks. CUDA only.
 
-Every case returns the loss (or one output value) as a Python float each step, as ``train_step``
-does, so each pays the same one host synchronisation.
+Each of these returns the loss (or one output value) as a Python float each step, as
+``train_step`` does, so each pays the same one host synchronisation per step.
+
+Per epoch (``steps_per_call`` steps per call; the report divides, so figures are per step):
+- ``fit``: one epoch of ``MLP.fit`` over ``fit_batches`` batches (data on the device, a new
+  permutation each epoch, the loss read once per epoch);
+- ``torch_fit``: PyTorch's best loop for the same: the graphed step with the batch gathered
+  inside the graph (``index_select`` by a static index tensor) and the loss summed on the device,
+  a ``randperm`` on the device per epoch, the loss read once per epoch. CUDA only.
+
+``precision="tf32"``: ours with ``MLP(precision="tf32")``, the floor's GEMMs in TF32, torch with
+``torch.set_float32_matmul_precision("high")`` while it runs (and captures).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import os
 import statistics
 
@@ -28,7 +44,11 @@ SIZES = {
     "medium": ([784, 256, 256, 10], 256),
     "large": ([1024, 1024, 1024, 1024, 1], 2048),
 }
-CASES = ("gpubackprop", "floor", "torch")
+CASES = ("gpubackprop", "fit", "floor", "torch", "torch_graphed", "torch_fit")
+# Batches per epoch of the fit cases: enough that an epoch's fixed costs (shuffle, one read) are
+# small beside its steps, few enough that a CPU run of the large size stays short.
+FIT_BATCHES = {"tiny": 256, "small": 256, "medium": 64, "large": 4}
+FIT_BATCHES_DEFAULT = 64
 
 
 # ---------------------------------------------------------------------- sizes
@@ -75,10 +95,12 @@ class Case:
     unavailable: str | None = None  # why this case cannot run here
     samples: list = dataclasses.field(default_factory=list)  # seconds per call, one per round
     net: object = None  # the network timed, for the report (ours only)
+    steps_per_call: int = 1  # training steps one call runs (an epoch for the fit cases)
 
     @property
     def seconds(self):
-        return statistics.median(self.samples) if self.samples else None
+        """Median seconds per training step."""
+        return statistics.median(self.samples) / self.steps_per_call if self.samples else None
 
 
 def _data(sizes, batch, seed=0):
@@ -100,10 +122,10 @@ def torch_status():
     return torch, None
 
 
-def make_ours(backend, sizes, batch, dtype) -> Case:
+def make_ours(backend, sizes, batch, dtype, precision="fp32") -> Case:
     from ..mlp import MLP
 
-    net = MLP(sizes, dtype=dtype, backend=backend, seed=0)
+    net = MLP(sizes, dtype=dtype, precision=precision, backend=backend, seed=0)
     X, Y = _data(sizes, batch)
     X, Y = backend.asarray(X, dtype), backend.asarray(Y, dtype)
     lr = LEARNING_RATE
@@ -114,7 +136,24 @@ def make_ours(backend, sizes, batch, dtype) -> Case:
     return Case("gpubackprop", step, backend.timer(), net=net)
 
 
-def make_floor(backend, sizes, batch, dtype) -> Case:
+def make_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT) -> Case:
+    """One epoch of ``MLP.fit`` per call over ``batches`` full batches, the data already on the
+    device in the network's dtype (as a user who cares would pass it), a new seed each epoch."""
+    from ..mlp import MLP
+
+    net = MLP(sizes, dtype=dtype, precision=precision, backend=backend, seed=0)
+    X, Y = _data(sizes, batch * batches)
+    X, Y = backend.asarray(X, dtype), backend.asarray(Y, dtype)
+    seeds = itertools.count()
+    lr = LEARNING_RATE
+
+    def epoch():
+        return net.fit(X, Y, epochs=1, batch_size=batch, lr=lr, seed=next(seeds), progress=False).loss[0]
+
+    return Case("fit", epoch, backend.timer(), net=net, steps_per_call=batches)
+
+
+def make_floor(backend, sizes, batch, dtype, precision="fp32") -> Case:
     """The 3L-1 GEMMs of one step at the same shapes, into preallocated outputs; operand values
     are random (GEMM speed does not depend on them). They run through a recorder of their own, as
     ``train_step``'s GEMMs do, so the floor is replayed as one CUDA graph where ours is: both pay
@@ -128,7 +167,7 @@ def make_floor(backend, sizes, batch, dtype) -> Case:
         gemms.append((D, X, backend.empty((n_out, n_in), dtype), True, False))  # δᵀ X
         if i > 0:
             gemms.append((D, W, backend.empty((batch, n_in), dtype), False, False))  # δ W
-    run_gemms, recorder, recordings = backend.gemm_sequence(gemms), backend.recorder(), {}
+    run_gemms, recorder, recordings = backend.gemm_sequence(gemms, tf32=precision == "tf32"), backend.recorder(), {}
     last, activate = gemms[-1][2], backend.activate
 
     if recorder.records:
@@ -145,18 +184,25 @@ def make_floor(backend, sizes, batch, dtype) -> Case:
     return Case("floor", step, backend.timer())
 
 
-def make_torch(backend, sizes, batch, dtype, threads=None) -> Case:
+def _torch_device(backend, name, threads=None, needs_cuda=False):
+    """(torch, device, timer) for a torch case on ``backend``'s device, or (None, why, None)."""
     torch, why = torch_status()
     if torch is None:
-        return Case("torch", unavailable=why)
+        return None, why, None
     device = torch.device(backend.device)  # "cpu" or "cuda:N": the same words in torch
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            return Case("torch", unavailable=f"torch {torch.__version__} has no CUDA device")
-        timer = torch_event_timer(torch, device)
-    else:
-        torch.set_num_threads(threads or blas_threads())  # the same thread count as NumPy's BLAS
-        timer = backend.timer()
+            return None, f"torch {torch.__version__} has no CUDA device", None
+        return torch, device, torch_event_timer(torch, device)
+    if needs_cuda:
+        return None, f"skipped: needs CUDA ({name} replays a torch.cuda.graph; this backend computes on the CPU)", None
+    torch.set_num_threads(threads or blas_threads())  # the same thread count as NumPy's BLAS
+    return torch, device, backend.timer()
+
+
+def _torch_model(torch, device, sizes, batch, dtype, rows=None):
+    """Parameters as ours start (same initial weights), data on ``device``, and the loss of a
+    batch as a function: forward (F.linear, sigmoid), L = Σ (ŷ − y)² / (2 batch)."""
     import torch.nn.functional as F
 
     from ..mlp import MLP
@@ -167,26 +213,138 @@ def make_torch(backend, sizes, batch, dtype, threads=None) -> Case:
     for W, b in init:
         params.append(torch.tensor(W, dtype=tdtype, device=device, requires_grad=True))
         params.append(torch.tensor(b, dtype=tdtype, device=device, requires_grad=True))
-    X, Y = _data(sizes, batch)
+    X, Y = _data(sizes, rows or batch)
     X = torch.tensor(X, dtype=tdtype, device=device)
     Y = torch.tensor(Y, dtype=tdtype, device=device)
-    opt = torch.optim.SGD(params, lr=LEARNING_RATE)
     layers = [(params[2 * i], params[2 * i + 1]) for i in range(len(init))]
     scale = 0.5 / batch
 
-    def step():
-        opt.zero_grad()
+    def loss_of(X, Y):
         a = X
         for i, (W, b) in enumerate(layers):
             a = F.linear(a, W, b)
             if i < len(layers) - 1:
                 a = torch.sigmoid(a)
-        loss = F.mse_loss(a, Y, reduction="sum") * scale
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return F.mse_loss(a, Y, reduction="sum") * scale
+
+    return params, X, Y, loss_of
+
+
+class _TF32Matmuls:
+    """torch.set_float32_matmul_precision("high") (TF32 GEMMs) inside the block, the previous
+    setting after. Reusable."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def __enter__(self):
+        self.previous = self.torch.get_float32_matmul_precision()
+        self.torch.set_float32_matmul_precision("high")
+
+    def __exit__(self, *exc):
+        self.torch.set_float32_matmul_precision(self.previous)
+
+
+def _matmul_precision(torch, precision):
+    """A context manager for torch's GEMMs in ``precision``; fp32 is torch's default ("highest"):
+    nothing to set, so an fp32 step costs what it always did."""
+    return _TF32Matmuls(torch) if precision == "tf32" else contextlib.nullcontext()
+
+
+def make_torch(backend, sizes, batch, dtype, threads=None, precision="fp32") -> Case:
+    torch, device, timer = _torch_device(backend, "torch", threads)
+    if torch is None:
+        return Case("torch", unavailable=device)
+    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype)
+    opt = torch.optim.SGD(params, lr=LEARNING_RATE)
+    matmul_precision = _matmul_precision(torch, precision)
+
+    def step():
+        with matmul_precision:
+            opt.zero_grad()
+            loss = loss_of(X, Y)
+            loss.backward()
+            opt.step()
+            return loss.item()
 
     return Case("torch", step, timer)
+
+
+def _capture(torch, device, work, optimizer, precision):
+    """``work()`` (forward, backward, SGD step) captured in a CUDA graph as PyTorch documents
+    whole-network capture: warm-up on a side stream, gradients set to None before capture (so the
+    captured backward writes them, from the graph's memory pool). Returns (graph, its outputs)."""
+    with torch.cuda.device(device), _matmul_precision(torch, precision):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=True)
+                work()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            outputs = work()
+    return graph, outputs
+
+
+def make_torch_graphed(backend, sizes, batch, dtype, precision="fp32") -> Case:
+    torch, device, timer = _torch_device(backend, "torch_graphed", needs_cuda=True)
+    if torch is None:
+        return Case("torch_graphed", unavailable=device)
+    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype)
+
+    optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
+
+    def work():
+        loss = loss_of(X, Y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    graph, loss = _capture(torch, device, work, optimizer, precision)
+
+    def step():
+        graph.replay()
+        return loss.item()  # the one synchronisation per step, as train_step's
+
+    return Case("torch_graphed", step, timer)
+
+
+def make_torch_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT) -> Case:
+    """PyTorch's best epoch loop: per step one index copy and one graph replay (gather, step,
+    loss summed on the device, all captured); per epoch a device randperm and one read."""
+    torch, device, timer = _torch_device(backend, "torch_fit", needs_cuda=True)
+    if torch is None:
+        return Case("torch_fit", unavailable=device)
+    n = batch * batches
+    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype, rows=n)
+    index = torch.arange(batch, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+
+    optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
+
+    def work():
+        loss = loss_of(torch.index_select(X, 0, index), torch.index_select(Y, 0, index))
+        loss.backward()
+        optimizer.step()
+        total.add_(loss.detach())  # summed on the device, read once per epoch
+        return loss
+
+    graph, _ = _capture(torch, device, work, optimizer, precision)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0)
+
+    def epoch():
+        order = torch.randperm(n, device=device, generator=generator)
+        total.zero_()
+        for start in range(0, n, batch):
+            index.copy_(order[start:start + batch])
+            graph.replay()
+        return total.item() / batches
+
+    return Case("torch_fit", epoch, timer, steps_per_call=batches)
 
 
 def torch_event_timer(torch, device):
@@ -197,12 +355,17 @@ def torch_event_timer(torch, device):
                           lambda start, stop: start.elapsed_time(stop))
 
 
-def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None):
-    cases = [make_ours(backend, sizes, batch, dtype), make_floor(backend, sizes, batch, dtype)]
+def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, precision="fp32",
+               fit_batches=FIT_BATCHES_DEFAULT):
+    cases = [make_ours(backend, sizes, batch, dtype, precision),
+             make_fit(backend, sizes, batch, dtype, precision, fit_batches),
+             make_floor(backend, sizes, batch, dtype, precision)]
     if with_torch:
-        cases.append(make_torch(backend, sizes, batch, dtype, threads))
+        cases.append(make_torch(backend, sizes, batch, dtype, threads, precision))
+        cases.append(make_torch_graphed(backend, sizes, batch, dtype, precision))
+        cases.append(make_torch_fit(backend, sizes, batch, dtype, precision, fit_batches))
     else:
-        cases.append(Case("torch", unavailable="skipped (--no-torch)"))
+        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_graphed", "torch_fit"))
     return cases
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import statistics
 import time
 
-from .cases import gemm_flops, kernel_cases, make_cases, torch_status
+from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, gemm_flops, kernel_cases, make_cases, torch_status
 from .timing import blas_info, run_interleaved
 
 
@@ -42,21 +43,28 @@ class Row:
     samples_per_s: float | None
     gemm_gflops: float | None
     x_floor: float | None  # this case's step time / the floor's
-    x_torch: float | None  # torch's step time / this case's (throughput relative to torch)
+    x_torch: float | None  # torch's step time / this case's (throughput relative to torch eager)
     spread: float | None  # (max - min) / median of the samples: the noise
     rounds: int
     note: str = ""
+    x_torch_graphed: float | None = None  # torch_graphed's step time / this case's
+    x_torch_fit: float | None = None  # torch_fit's step time / this case's (its best epoch loop)
+    steps_per_call: int = 1  # steps one timed call ran (an epoch for fit, torch_fit)
 
 
-def bench_size(backend, name, sizes, batch, dtype="float32", seconds=1.0, with_torch=True, threads=None, cases_out=None):
-    """Rows (ours, floor, torch) for one size, measured side by side. ``cases_out``: a list that
-    receives the timed cases (for reports that need more than the rows)."""
-    cases = make_cases(backend, sizes, batch, dtype, with_torch, threads)
+def bench_size(backend, name, sizes, batch, dtype="float32", seconds=1.0, with_torch=True, threads=None, cases_out=None,
+               precision="fp32"):
+    """Rows (ours per step and per epoch of fit, floor, torch eager, graphed, and its epoch loop)
+    for one size, measured side by side. ``cases_out``: a list that receives the timed cases (for
+    reports that need more than the rows)."""
+    cases = make_cases(backend, sizes, batch, dtype, with_torch, threads, precision,
+                       FIT_BATCHES.get(name, FIT_BATCHES_DEFAULT))
     if cases_out is not None:
         cases_out.extend(cases)
     rounds, _ = run_interleaved(cases, seconds=seconds, min_rounds=3 if seconds < 0.5 else 5)
     flops = gemm_flops(sizes, batch)
     t = {c.name: c.seconds for c in cases}
+    ratio = lambda other, s: t[other] / s if t.get(other) else None  # noqa: E731
     rows = []
     for c in cases:
         s = c.seconds
@@ -69,24 +77,28 @@ def bench_size(backend, name, sizes, batch, dtype="float32", seconds=1.0, with_t
             samples_per_s=batch / s,
             gemm_gflops=flops / s / 1e9,
             x_floor=s / t["floor"] if t.get("floor") else None,
-            x_torch=t["torch"] / s if t.get("torch") else None,
-            spread=(max(c.samples) - min(c.samples)) / s,
+            x_torch=ratio("torch", s),
+            spread=(max(c.samples) - min(c.samples)) / statistics.median(c.samples),
             rounds=rounds,
+            x_torch_graphed=ratio("torch_graphed", s),
+            x_torch_fit=ratio("torch_fit", s),
+            steps_per_call=c.steps_per_call,
         ))
     return rows
 
 
 def format_rows(rows) -> str:
-    head = f"{'size':<8} {'case':<12} {'µs/step':>11} {'samples/s':>12} {'GEMM GFLOP/s':>13} {'×floor':>7} {'×torch':>7} {'spread':>7}"
+    head = (f"{'size':<8} {'case':<14} {'µs/step':>11} {'samples/s':>12} {'GEMM GFLOP/s':>13} {'×floor':>7} "
+            f"{'×torch':>7} {'×torch_graphed':>14} {'×torch_fit':>10} {'spread':>7}")
     lines = [head, "-" * len(head)]
-    fmt = lambda v, spec: format(v, spec) if v is not None else "—"  # noqa: E731
+    fmt = lambda v, width, digits=2: f"{v:>{width}.{digits}f}" if v is not None else f"{'—':>{width}}"  # noqa: E731
     for r in rows:
         if r.us_per_step is None:
-            lines.append(f"{r.size:<8} {r.case:<12} {r.note}")
+            lines.append(f"{r.size:<8} {r.case:<14} {r.note}")
             continue
-        lines.append(f"{r.size:<8} {r.case:<12} {r.us_per_step:>11.1f} {r.samples_per_s:>12.4g} "
-                     f"{r.gemm_gflops:>13.3g} {fmt(r.x_floor, '>7.2f')} {fmt(r.x_torch, '>7.2f')} "
-                     f"{fmt(r.spread * 100, '>6.0f')}%")
+        lines.append(f"{r.size:<8} {r.case:<14} {r.us_per_step:>11.1f} {r.samples_per_s:>12.4g} "
+                     f"{r.gemm_gflops:>13.3g} {fmt(r.x_floor, 7)} {fmt(r.x_torch, 7)} "
+                     f"{fmt(r.x_torch_graphed, 14)} {fmt(r.x_torch_fit, 10)} {fmt(r.spread * 100, 6, 0)}%")
     return "\n".join(lines)
 
 
