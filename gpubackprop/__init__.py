@@ -1,9 +1,10 @@
 """gpubackprop: multilayer perceptrons trained with the matrix form of backpropagation,
 on a CUDA GPU through CuPy, or on the CPU through NumPy, with the same API and numbers."""
 from .backends import Backend, available_backends, get_backend
-from .errors import BackendUnavailableError, BatchTooLargeError, CheckpointError, NonFiniteLossError
+from .errors import (BackendUnavailableError, BatchTooLargeError, CheckpointError, NonFiniteLossError,
+                     TrainingInterrupted)
 from .mlp import MLP
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError",
-           "available_backends", "get_backend", "__version__"]
+           "TrainingInterrupted", "available_backends", "get_backend", "__version__"]

@@ -40,6 +40,22 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.batch = epoch, batch
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` was interrupted (Ctrl-C: a KeyboardInterrupt) during epoch ``epoch``.
+
+    Every step is whole with respect to an interrupt (a step's update is one operation, applied or
+    not), so the parameters are those after the last complete step. ``history`` holds the epochs
+    completed before it (a ``training.History``). A KeyboardInterrupt: uncaught, it stops the
+    program as Ctrl-C does.
+    """
+
+    def __init__(self, history, epoch: int):
+        super().__init__(f"training interrupted in epoch {epoch} after {len(history)} complete epoch(s); "
+                         f"the parameters are those after the last complete step")
+        self.history = history
+        self.epoch = epoch
+
+
 class BatchTooLargeError(MemoryError):
     """The buffers for one batch do not fit in the backend's memory; nothing was changed.
 

@@ -201,7 +201,7 @@ class MLP:
         bad batch then silently turns the parameters into NaN/Inf and the NaN loss is returned.
         """
         lr = validation.check_lr(lr, self.dtype)
-        with self._lock, self.backend.activate():
+        with self._lock, self.backend.activate(quiet=True):  # the checks report NaN/Inf, not NumPy
             X, Y = self._batch_inputs(X, Y)
             return self._train_step(X, Y, self._workspace(X.shape[0]), lr, check_finite)
 
@@ -273,13 +273,14 @@ class MLP:
         self._recorder.run(launch, ws.recordings, arrays=(X, Y, order, cursor, totals, self._flat_params),
                            scalars=("fit", steps, lr, X.shape[0]))
 
-    def fit(self, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
-        """Mini-batch SGD over ``epochs`` passes of (X, Y); returns a ``training.History``
-        (per epoch: loss, val_loss with validation_data, seconds, samples_per_s).
-        See ``gpubackprop.training.fit``."""
-        with self._lock, self.backend.activate():
+    def fit(self, X, Y, *, epochs=training.DEFAULT_EPOCHS, batch_size=training.DEFAULT_BATCH_SIZE,
+            lr=training.DEFAULT_LR, shuffle=True, seed=None, progress=None, validation_data=None, on_epoch=None):
+        """Mini-batch SGD over ``epochs`` passes of (X, Y) (defaults: 1 epoch, batches of 32, lr
+        0.01); returns a ``training.History`` (per epoch: loss, val_loss with validation_data,
+        seconds, samples_per_s). See ``gpubackprop.training.fit``."""
+        with self._lock, self.backend.activate(quiet=True):
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
-                                seed=seed, progress=progress, validation_data=validation_data)
+                                seed=seed, progress=progress, validation_data=validation_data, on_epoch=on_epoch)
 
     def predict(self, X, batch_size=None):
         """ŷ for every row of X as a NumPy array, computed in chunks. See ``gpubackprop.training.predict``."""

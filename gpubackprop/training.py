@@ -31,7 +31,7 @@ import time
 import numpy
 
 from . import validation
-from .errors import NonFiniteLossError
+from .errors import NonFiniteLossError, TrainingInterrupted
 
 # predict()'s default chunk: rows such that the widest activation buffer holds about this many
 # elements (16 MiB in float32), so that huge X never needs a batch-sized workspace of its own.
@@ -164,7 +164,14 @@ def _mean_loss(net, X, Y, chunk: int) -> float:
 
 
 # ---------------------------------------------------------------------- fit / predict
-def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=None, validation_data=None):
+# fit's defaults, as the tools users know have them (Keras: one epoch, batches of 32, SGD lr 0.01).
+DEFAULT_EPOCHS = 1
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LR = 0.01
+
+
+def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR, shuffle=True, seed=None,
+        progress=None, validation_data=None, on_epoch=None):
     """Train ``net`` with mini-batch SGD; returns a :class:`History`.
 
     X: (samples, inputs), Y: (samples, outputs) or (samples,) when there is one output; NumPy,
@@ -172,7 +179,12 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
     epoch, drawn from ``numpy.random.default_rng(seed)`` on the host (the same batches on every
     backend for the same seed). ``progress``: a status line on stderr; None shows it only when
     stderr is a terminal (and the CI environment variable is unset). ``validation_data``: an
-    (X_val, Y_val) pair whose loss is measured after each epoch.
+    (X_val, Y_val) pair whose loss is measured after each epoch. ``on_epoch``: called with each
+    epoch's record (the dict appended to the history) as soon as the epoch is done, e.g. to print it.
+
+    Defaults: ``epochs=1``, ``batch_size=32``, ``lr=0.01``. Ctrl-C (KeyboardInterrupt) raises
+    ``TrainingInterrupted`` (a KeyboardInterrupt) holding the history of the complete epochs; the
+    parameters are those after the last complete step.
     """
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
@@ -210,6 +222,7 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
 
     bar = ProgressLine(epochs, n) if progress_wanted(progress) else None
     history = History()
+    epoch = 1
     try:
         for epoch in range(1, epochs + 1):
             start_time = time.perf_counter()
@@ -233,6 +246,13 @@ def fit(net, X, Y, *, epochs, batch_size, lr, shuffle=True, seed=None, progress=
             history.records.append(record)
             if bar is not None:
                 bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"))
+            if on_epoch is not None:
+                on_epoch(record)
+    except KeyboardInterrupt:
+        # A step's update is one operation (one ufunc call, one kernel launch): applied whole or not
+        # at all. Wait for queued work, so that the parameters read next are those of the last step.
+        backend.synchronize()
+        raise TrainingInterrupted(history, epoch) from None
     finally:
         if bar is not None:
             bar.close()

@@ -108,7 +108,8 @@ def test_no_module_outside_backends_branches_on_the_device():
 def test_public_exceptions_live_in_one_module():
     from gpubackprop import errors
 
-    for name in ("BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError"):
+    for name in ("BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError",
+                 "TrainingInterrupted"):
         assert getattr(gb, name) is getattr(errors, name)
         assert getattr(gb, name).__module__ == "gpubackprop.errors"
 

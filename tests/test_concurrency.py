@@ -174,7 +174,7 @@ class SimulatedDevice(NumpyBackend):
         super().__init__()
         self.device_id, self.device, self.spec = device_id, f"sim:{device_id}", f"sim:{device_id}"
 
-    def activate(self):
+    def activate(self, quiet=False):
         backend = self
 
         class Switch:

@@ -55,9 +55,12 @@ class Backend(abc.ABC):
         return f"{self.spec} ({self.device_name()})"
 
     @abc.abstractmethod
-    def activate(self):
+    def activate(self, quiet: bool = False):
         """A context manager under which this backend's device is the current one (for the
-        calling thread); every array operation of a network runs under it."""
+        calling thread) and its arithmetic signals no underflow (a result too small for the
+        dtype becomes a denormal or 0: harmless), whatever ``numpy.errstate`` the caller set;
+        with ``quiet`` (the training step, whose own checks report NaN/Inf), no overflow or
+        invalid operation either. Every array operation of a network runs under it."""
 
     @abc.abstractmethod
     def versions(self) -> dict:

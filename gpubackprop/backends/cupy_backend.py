@@ -133,8 +133,10 @@ class CupyBackend(Backend):
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
 
-    def activate(self):
-        return self._device  # cupy.cuda.Device: makes itself current, restores the previous one on exit
+    def activate(self, quiet=False):
+        # cupy.cuda.Device: makes itself current, restores the previous one on exit. A device
+        # raises no floating-point signals, so ``quiet`` changes nothing here.
+        return self._device
 
     def versions(self) -> dict:
         return {"numpy": numpy.__version__, "cupy": self.xp.__version__,

@@ -18,7 +18,6 @@ networks sharing this backend share no mutable state.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy
@@ -30,7 +29,6 @@ from .timers import WallTimer
 
 _add, _subtract, _multiply, _tanh, _maximum, _greater, _dot = (
     numpy.add, numpy.subtract, numpy.multiply, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
-_NO_DEVICE_SWITCH = contextlib.nullcontext()  # reusable: the CPU is always "current"
 
 
 class NumpyBackend(Backend):
@@ -63,8 +61,10 @@ class NumpyBackend(Backend):
     def device_name(self) -> str:
         return "CPU"
 
-    def activate(self):
-        return _NO_DEVICE_SWITCH
+    def activate(self, quiet=False):
+        # The CPU is always "current"; what is left is NumPy's floating-point error state, which
+        # belongs to the caller's thread (context), so it is set per call, never globally.
+        return numpy.errstate(all="ignore") if quiet else numpy.errstate(under="ignore")
 
     def versions(self) -> dict:
         return {"numpy": numpy.__version__}
