@@ -251,10 +251,11 @@ class NumpyBackend(Backend):
         candidate = scratch_buffer(scratch, grad.shape, grad.dtype, self.empty)
         _multiply(grad, lr, candidate)  # step = lr * grad, then param - step: as sgd_update rounds
         _subtract(param, candidate, candidate)
-        flat = candidate.reshape(-1)
+        if candidate.ndim != 1:  # (the network's parameter buffer is flat already)
+            candidate = candidate.reshape(-1)
         # 0 when every candidate is finite, NaN otherwise (Inf·0 and NaN·0 are NaN): the kernel's
         # flag, in one BLAS pass.
-        _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), out)
+        _dot(candidate, self._zeros_vector(candidate.shape[0], candidate.dtype), out)
         return out
 
     def sgd_update(self, param, grad, lr, guard, scratch):
