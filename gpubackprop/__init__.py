@@ -3,8 +3,10 @@ on a CUDA GPU through CuPy, or on the CPU through NumPy, with the same API and n
 from .backends import Backend, available_backends, get_backend
 from .errors import (BackendUnavailableError, BatchTooLargeError, CheckpointError, NonFiniteLossError,
                      TrainingInterrupted)
+from . import losses, optimizers
 from .mlp import MLP
+from .optimizers import Optimizer
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "Backend", "BackendUnavailableError", "NonFiniteLossError", "BatchTooLargeError", "CheckpointError",
-           "TrainingInterrupted", "available_backends", "get_backend", "__version__"]
+           "Optimizer", "TrainingInterrupted", "available_backends", "get_backend", "__version__"]

@@ -1,7 +1,8 @@
-"""Checkpoints: a network's sizes, activations, dtype, precision and every W and b in one ``.npz`` file.
+"""Checkpoints: a network's sizes, activations, loss, dtype, precision, every W and b, and its
+optimizer (settings and state) in one ``.npz`` file.
 
-The precision is an optional member, written only when it is not the default "fp32" (so fp32
-checkpoints are byte for byte what they were before precisions existed); absent means "fp32".
+The precision is an optional member, written only when it is not the default "fp32"; absent
+means "fp32".
 
 - The file is a zip of ``.npy`` members (``numpy.load`` reads it), written with fixed zip
   metadata (no timestamps, fixed order, stored uncompressed), so the same weights always give
@@ -14,6 +15,11 @@ checkpoints are byte for byte what they were before precisions existed); absent 
   every shape and dtype, and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
   problem for anything else: truncated or corrupt files, other ``.npz`` files, other versions.
 - The round trip is bit-exact, also across backends (save on cupy, load on numpy).
+
+Versions: 2 (written now) adds ``loss``, ``optimizer`` (its settings as JSON text),
+``optimizer_state`` ((k, parameters): momentum's velocity or Adam's m and v, laid out like the flat
+parameters W₁, b₁, W₂, ...) and ``optimizer_step`` (Adam's accepted steps). Version 1 files (no
+such members) still load, as what they were: loss "mse", optimizer "sgd".
 """
 from __future__ import annotations
 
@@ -26,14 +32,16 @@ import zipfile
 
 import numpy
 
-from . import activations
+from . import activations, losses, optimizers
 from .errors import CheckpointError
 from .validation import DTYPES, PRECISIONS
 
 FORMAT = "gpubackprop-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 _DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold: no clock in the bytes
 _META = ("format", "version", "layer_sizes", "hidden_activation", "output_activation", "dtype")
+_META_V2 = ("loss", "optimizer", "optimizer_state", "optimizer_step")
 
 
 def _members(net):
@@ -48,6 +56,11 @@ def _members(net):
     for i, (W, b) in enumerate(net.get_params()):
         yield f"W{i}", numpy.ascontiguousarray(W, dtype=net.dtype)
         yield f"b{i}", numpy.ascontiguousarray(b, dtype=net.dtype)
+    state = net.get_optimizer_state()
+    yield "loss", numpy.array(net.loss)
+    yield "optimizer", numpy.array(net.optimizer.to_json())
+    yield "optimizer_state", numpy.ascontiguousarray(state["buffers"], dtype=net.dtype)
+    yield "optimizer_step", numpy.array(state["step"], dtype=numpy.int64)
 
 
 def to_bytes(net) -> bytes:
@@ -227,7 +240,9 @@ def _text(arrays, key, path) -> str:
 
 def read(path) -> dict:
     """The checkpoint at ``path`` as {"layer_sizes", "hidden_activation", "output_activation",
-    "dtype", "precision", "params"}, fully checked; raises CheckpointError naming the file and the problem."""
+    "dtype", "precision", "params", "loss", "optimizer" (an ``optimizers.Optimizer``),
+    "optimizer_state" (None for version 1 files: a fresh state)}, fully checked; raises
+    CheckpointError naming the file and the problem."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -239,10 +254,13 @@ def read(path) -> dict:
     version = arrays.get("version")
     if version is None or version.shape != () or version.dtype.kind not in "iu":
         raise CheckpointError(f"{path}: corrupt checkpoint (no format version)")
-    if int(version) != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {int(version)}, but this gpubackprop reads "
-                              f"version {VERSION} (written by a {'newer' if int(version) > VERSION else 'older'} release)")
-    missing = [key for key in _META if key not in arrays]
+    version = int(version)
+    if version not in READABLE:
+        raise CheckpointError(f"{path}: checkpoint format version {version}, but this gpubackprop reads "
+                              f"versions {', '.join(map(str, READABLE))} "
+                              f"(written by a {'newer' if version > VERSION else 'older'} release)")
+    required = _META + (_META_V2 if version >= 2 else ())
+    missing = [key for key in required if key not in arrays]
     if missing:
         raise CheckpointError(f"{path}: corrupt checkpoint (missing {', '.join(missing)})")
     sizes = arrays["layer_sizes"]
@@ -258,7 +276,7 @@ def read(path) -> dict:
     if meta["precision"] not in PRECISIONS or (meta["precision"] == "tf32" and meta["dtype"] != "float32"):
         raise CheckpointError(f"{path}: corrupt checkpoint (precision {meta['precision']!r} with dtype "
                               f"{meta['dtype']!r}; valid: {', '.join(PRECISIONS)}, tf32 with float32 only)")
-    expected = set(_META) | {"precision"}
+    expected = set(required) | {"precision"}
     params = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         pair = []
@@ -275,4 +293,23 @@ def read(path) -> dict:
     extra = sorted(set(arrays) - expected)
     if extra:
         raise CheckpointError(f"{path}: corrupt checkpoint (unexpected arrays {', '.join(extra)})")
-    return dict(layer_sizes=sizes, params=params, **meta)
+    if version == 1:
+        return dict(layer_sizes=sizes, params=params, loss="mse", optimizer=optimizers.Optimizer(),
+                    optimizer_state=None, **meta)
+    loss = _text(arrays, "loss", path)
+    if loss not in losses.NAMES:
+        raise CheckpointError(f"{path}: corrupt checkpoint (loss {loss!r}; valid: {', '.join(losses.NAMES)})")
+    try:
+        optimizer = optimizers.from_json(_text(arrays, "optimizer", path))
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: corrupt checkpoint (optimizer settings: {exc})") from None
+    n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    buffers, step = arrays["optimizer_state"], arrays["optimizer_step"]
+    shape = (optimizer.state_buffers, n_params)
+    if buffers.shape != shape or buffers.dtype != numpy.dtype(meta["dtype"]):
+        raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state is {buffers.dtype} {buffers.shape}, "
+                              f"expected {meta['dtype']} {shape} for {optimizer.describe()})")
+    if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
+        raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_step {step!r})")
+    return dict(layer_sizes=sizes, params=params, loss=loss, optimizer=optimizer,
+                optimizer_state={"buffers": buffers, "step": int(step)}, **meta)

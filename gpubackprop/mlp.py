@@ -16,7 +16,7 @@ import threading
 
 import numpy
 
-from . import activations, checkpoint, training, validation
+from . import activations, checkpoint, losses, optimizers, training, validation
 from .backends import Backend, get_backend
 from .errors import BatchTooLargeError, NonFiniteLossError
 
@@ -43,12 +43,16 @@ class _Workspace:
             offset += n_out * n_in
             self.grad_biases.append(self.grads[offset:offset + n_out])
             offset += n_out
-        # [loss, finite check of all gradients, finite check of the updated parameters]: read back
-        # in ONE device-to-host transfer per step.
-        self.status = empty((3,), dtype)
+        # [loss, finite check of all gradients, finite check of the update, right predictions
+        # (classification losses)]: read back in ONE device-to-host transfer per step. The update's
+        # guard is the first three.
+        self.status = empty((4,), dtype)
+        backend.copyto(self.status, numpy.zeros(4))  # the count stays 0 where no loss writes it (mse)
         self.loss = self.status[0:1].reshape(())  # 0-d views: the loss kernel writes status[0]
         self.grad_check = self.status[1:2].reshape(())
         self.update_check = self.status[2:3].reshape(())
+        self.correct = self.status[3:4].reshape(())
+        self.guard = self.status[0:3]
         self.scratch = {}  # temporaries the backend's operations ask for (see backends.base.scratch_buffer)
         self.recordings = {}  # recorded steps on these buffers (CUDA graphs), see the backend's recorder
 
@@ -57,15 +61,21 @@ class _Workspace:
         """Bytes that the buffers of one batch size take (for the out-of-memory message)."""
         per_row = sizes[0] + sizes[-1] + 2 * sum(sizes[1:])
         grads = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-        return (batch * per_row + grads + 3) * numpy.dtype(dtype).itemsize
+        return (batch * per_row + grads + 4) * numpy.dtype(dtype).itemsize
 
 
 class MLP:
     """A fully connected network ``layer_sizes[0] -> ... -> layer_sizes[-1]``.
 
     Hidden layers use ``hidden_activation``; the last one ``output_activation`` (the choices:
-    ``gpubackprop.activations``). The loss is the mean squared error L = 1/(2B) Σ (ŷ − y)², which
-    for one sample and one output is the lesson's L = ½(ŷ − y)². ``backend``: a name ("numpy",
+    ``gpubackprop.activations``). ``loss`` (the choices: ``gpubackprop.losses``): "mse" (the
+    default), the mean squared error L = 1/(2B) Σ (ŷ − y)², which for one sample and one output is
+    the lesson's L = ½(ŷ − y)²; "softmax_cross_entropy" (Y: class labels (B,) or probability rows)
+    or "sigmoid_binary_cross_entropy" (Y: probabilities), both on logits: their output activation
+    is the identity. ``optimizer``: "sgd" (the default: θ ← θ − lr·∂L/∂θ), "momentum" or "adam",
+    with ``momentum``, ``nesterov``, ``beta1``, ``beta2``, ``eps``, ``weight_decay`` as PyTorch
+    defines them (None: the default; see ``gpubackprop.optimizers``), or an ``optimizers.Optimizer``;
+    the learning rate is given per step (``train_step``, ``fit``). ``backend``: a name ("numpy",
     "cupy", "cupy:1", "auto"), a Backend, or None for the GPUBACKPROP_BACKEND variable / "auto".
     ``precision``: "fp32" (default) the GEMMs in the dtype's full precision; "tf32" (float32 only)
     the GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa, float32 accumulation);
@@ -73,14 +83,28 @@ class MLP:
     """
 
     def __init__(self, layer_sizes, *, hidden_activation="sigmoid", output_activation="identity",
-                 dtype="float32", precision="fp32", backend=None, seed=None):
+                 loss="mse", optimizer="sgd", momentum=None, nesterov=None, beta1=None, beta2=None, eps=None,
+                 weight_decay=None, dtype="float32", precision="fp32", backend=None, seed=None):
         self.layer_sizes = validation.check_layer_sizes(layer_sizes)
         self.hidden_activation = validation.check_choice("hidden_activation", hidden_activation, activations.HIDDEN)
         self.output_activation = validation.check_choice("output_activation", output_activation, activations.OUTPUT)
+        self.loss = validation.check_choice("loss", loss, losses.NAMES)
+        self._loss_spec = spec = losses.TABLE[self.loss]
+        if spec.output_activation is not None and self.output_activation != spec.output_activation:
+            raise ValueError(f"loss {self.loss!r} takes logits: its output_activation must be "
+                             f"{spec.output_activation!r} (the {self.loss.split('_')[0]} lives in the loss), "
+                             f"got {self.output_activation!r}")
+        if self.layer_sizes[-1] < spec.min_outputs:
+            raise ValueError(f"loss {self.loss!r} needs at least {spec.min_outputs} outputs (one per class), "
+                             f"got layer_sizes {self.layer_sizes}")
+        self.optimizer = optimizers.configure(optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                                              beta2=beta2, eps=eps, weight_decay=weight_decay)
         self.dtype = validation.check_dtype(dtype)
         self.precision = validation.check_precision(precision, self.dtype)
         self._tf32 = self.precision == "tf32"  # every GEMM of the step asks the backend for TF32
         self.backend = get_backend(backend)
+        # The backend's fused loss of a classification loss (None: mse_loss_grad).
+        self._classification_loss_grad = getattr(self.backend, f"{self.loss}_loss_grad") if spec.classification else None
         n_layers = len(self.layer_sizes) - 1
         self.activations = (self.hidden_activation,) * (n_layers - 1) + (self.output_activation,)
         self._lock = threading.RLock()
@@ -89,6 +113,13 @@ class MLP:
         self._workspaces = {}
         self._fit_state = None  # (samples, (permutation, cursor, totals)): fit's device buffers, see _fit_buffers
         self.set_params(self._initial_params(seed))
+        # The optimizer's state, laid out like the flat parameter buffer (one row per buffer:
+        # momentum's velocity; Adam's m and v), starting at 0, and Adam's count of accepted steps.
+        with self.backend.activate():
+            n_params = self._flat_params.size
+            self._optimizer_state = self.backend.empty((self.optimizer.state_buffers, n_params), self.dtype)
+            self._optimizer_step = self.backend.empty((1,), numpy.int64)
+        self.reset_optimizer()
 
     # ------------------------------------------------------------------ parameters
     def _initial_params(self, seed):
@@ -124,6 +155,37 @@ class MLP:
             self._weights, self._biases, self._flat_params = tuple(views[0::2]), tuple(views[1::2]), flat
             self._bias_rows = tuple(b.reshape(1, -1) for b in self._biases)  # broadcast over the batch rows
 
+    def reset_optimizer(self):
+        """Zero the optimizer's state (momentum's velocity; Adam's moments and step count)."""
+        with self._lock, self.backend.activate():
+            zeros = numpy.zeros(self._optimizer_state.shape)
+            self.backend.copyto(self._optimizer_state, zeros)
+            self.backend.copyto(self._optimizer_step, numpy.zeros(1, numpy.int64))
+
+    def get_optimizer_state(self):
+        """The optimizer's state as NumPy copies: {"buffers": (k, parameters) array, one row per
+        state buffer laid out like the flat parameters (W₁, b₁, W₂, ...): momentum's velocity, or
+        Adam's m and v; "step": Adam's count of accepted steps}."""
+        with self._lock, self.backend.activate():
+            return {"buffers": self.backend.to_numpy(self._optimizer_state),
+                    "step": int(self.backend.to_numpy(self._optimizer_step)[0])}
+
+    def set_optimizer_state(self, state):
+        """Replace the optimizer's state with ``state`` as ``get_optimizer_state`` returns it
+        (checked before anything changes; copied)."""
+        with self._lock, self.backend.activate():
+            try:
+                buffers, step = numpy.asarray(state["buffers"]), state["step"]
+            except (TypeError, KeyError):
+                raise TypeError("state must be a dict with 'buffers' and 'step', as get_optimizer_state returns") from None
+            if buffers.shape != self._optimizer_state.shape or buffers.dtype.kind not in "fiu":
+                raise ValueError(f"optimizer state buffers must be a real array of shape {self._optimizer_state.shape} "
+                                 f"for {self.optimizer.describe()}, got {buffers.dtype} {buffers.shape}")
+            if isinstance(step, bool) or not isinstance(step, (int, numpy.integer)) or step < 0:
+                raise ValueError(f"optimizer step must be a non-negative int, got {step!r}")
+            self.backend.copyto(self._optimizer_state, buffers)
+            self.backend.copyto(self._optimizer_step, numpy.array([step], numpy.int64))
+
     @property
     def weights(self):
         """The W of each layer, (out, in), as backend arrays: views into the network's parameter
@@ -155,7 +217,8 @@ class MLP:
             return [(to_numpy(W), to_numpy(b)) for W, b in zip(self._weights, self._biases)]
 
     def save(self, path):
-        """Write the network (sizes, activations, dtype, every W and b) to the .npz file ``path``,
+        """Write the network (sizes, activations, loss, dtype, every W and b, the optimizer's settings
+        and state) to the .npz file ``path``,
         atomically. See ``gpubackprop.checkpoint``."""
         with self._lock:
             checkpoint.save(self, path)
@@ -166,9 +229,12 @@ class MLP:
         Raises ``CheckpointError`` for anything but a valid checkpoint. See ``gpubackprop.checkpoint``."""
         content = checkpoint.read(path)
         net = cls(content["layer_sizes"], hidden_activation=content["hidden_activation"],
-                  output_activation=content["output_activation"], dtype=content["dtype"],
-                  precision=content["precision"], backend=backend, seed=0)
+                  output_activation=content["output_activation"], loss=content["loss"],
+                  optimizer=content["optimizer"], dtype=content["dtype"], precision=content["precision"],
+                  backend=backend, seed=0)
         net.set_params(content["params"])
+        if content["optimizer_state"] is not None:
+            net.set_optimizer_state(content["optimizer_state"])
         return net
 
     # ------------------------------------------------------------------ public API
@@ -189,12 +255,13 @@ class MLP:
             return loss, [(to_numpy(gW), to_numpy(gb)) for gW, gb in zip(ws.grad_weights, ws.grad_biases)]
 
     def train_step(self, X, Y, lr, *, check_finite=True):
-        """One SGD step on the batch (X, Y); returns the loss before the update.
+        """One step of the network's optimizer (SGD by default) on the batch (X, Y); returns the
+        loss before the update.
 
         With ``check_finite`` (the default), a NaN/Inf in X, Y, the loss or any gradient, or an
         update that would make any parameter NaN/Inf (an overflow: lr too large), raises
         ``NonFiniteLossError`` before any parameter is touched: every weight and bias stays
-        bit-identical. The check costs one reduction over the gradients (not over X), one over the
+        bit-identical, and so does the optimizer's state. The check costs one reduction over the gradients (not over X), one over the
         candidate parameters, and no extra host synchronisation: the loss and both checks come
         back in one transfer.
         ``check_finite=False`` skips it (and queues the update before reading the loss back): a
@@ -209,7 +276,7 @@ class MLP:
         """train_step on checked backend arrays of our dtype (X, Y may be ws.inputs/targets)."""
         self._recorder.run(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
                            arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
-        loss, grad_check, update_check = ws.status.tolist()  # the one host synchronisation of a step
+        loss, grad_check, update_check, _ = ws.status.tolist()  # the one host synchronisation of a step
         if check_finite:
             # The guarded update was skipped (on the device, too) if any value is NaN/Inf.
             if not math.isfinite(loss):
@@ -232,25 +299,50 @@ class MLP:
             # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
             # so every gradient is checked too, in one pass over the flat gradient buffer.
             ops.finite_check(ws.grads, out=ws.grad_check)
-            # The update is checked before it is applied: a candidate W − lr ∂L/∂W holding NaN/Inf
-            # (lr·∂L/∂W overflowed) refuses the step, in a pass that stores nothing.
-            ops.sgd_check(self._flat_params, ws.grads, lr, ws.update_check, ws.scratch)
-            guard = ws.status  # [loss, gradient check, update check]: no update if any is NaN/Inf
+            # The update is checked before it is applied: a candidate parameter (or optimizer
+            # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
+            # stores nothing.
+            self._update(ws, lr, check=True)
+            guard = ws.guard  # [loss, gradient check, update check]: no update if any is NaN/Inf
             if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
                 ops.accumulate_step(ws.status, totals, X.shape[0])
-        # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b, all at once
-        ops.sgd_update(self._flat_params, ws.grads, lr, guard, ws.scratch)
+        self._update(ws, lr, guard=guard)
+
+    def _update(self, ws, lr, guard=None, check=False):
+        """The optimizer's update of every W and b at once, one operation over the flat buffers
+        (see gpubackprop.optimizers), guarded by ``guard``; with ``check``, its first pass instead:
+        ws.update_check = NaN when any candidate parameter or state value would not be finite."""
+        ops, opt = self.backend, self.optimizer
+        params, grads, state = self._flat_params, ws.grads, self._optimizer_state
+        if opt.rule == "sgd":  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b
+            if check:
+                ops.sgd_check(params, grads, lr, ws.update_check, ws.scratch)
+            else:
+                ops.sgd_update(params, grads, lr, guard, ws.scratch)
+        elif opt.rule == "momentum":
+            args = (params, grads, state[0], lr, opt.momentum, opt.nesterov, opt.weight_decay)
+            if check:
+                ops.momentum_check(*args, ws.update_check, ws.scratch)
+            else:
+                ops.momentum_update(*args, guard, ws.scratch)
+        else:
+            args = (params, grads, state[0], state[1], self._optimizer_step, lr, opt.beta1, opt.beta2, opt.eps,
+                    opt.weight_decay)
+            if check:
+                ops.adam_check(*args, ws.update_check, ws.scratch)
+            else:
+                ops.adam_update(*args, guard, ws.scratch)
 
     def _fit_buffers(self, samples: int):
         """fit's device buffers for a data set of ``samples`` rows: the epoch's permutation (int64),
-        the gather cursor (int64, 1) and the epoch's totals (float64, 5; see Backend.accumulate_step).
+        the gather cursor (int64, 1) and the epoch's totals (float64, 6; see Backend.accumulate_step).
         Kept for the last size seen, so that fit called again (e.g. one epoch at a time) reuses
         them, and with them the recorded launches, whose keys hold their addresses."""
         if self._fit_state is None or self._fit_state[0] != samples:
             empty = self.backend.empty
             self._fit_state = None  # the old buffers go before the new ones are made
             self._fit_state = (samples, (empty((samples,), numpy.int64), empty((1,), numpy.int64),
-                                         empty((5,), numpy.float64)))
+                                         empty((6,), numpy.float64)))
         return self._fit_state[1]
 
     def _fit_step(self, X, Y, order, cursor, ws, lr, totals):
@@ -274,22 +366,40 @@ class MLP:
                            scalars=("fit", steps, lr, X.shape[0]))
 
     def fit(self, X, Y, *, epochs=training.DEFAULT_EPOCHS, batch_size=training.DEFAULT_BATCH_SIZE,
-            lr=training.DEFAULT_LR, shuffle=True, seed=None, progress=None, validation_data=None, on_epoch=None):
-        """Mini-batch SGD over ``epochs`` passes of (X, Y) (defaults: 1 epoch, batches of 32, lr
-        0.01); returns a ``training.History`` (per epoch: loss, val_loss with validation_data,
-        seconds, samples_per_s). See ``gpubackprop.training.fit``."""
+            lr=training.DEFAULT_LR, shuffle=True, seed=None, progress=None, validation_data=None, on_epoch=None,
+            patience=None, restore_best=True):
+        """Mini-batch training with the network's optimizer over ``epochs`` passes of (X, Y)
+        (defaults: 1 epoch, batches of 32, lr 0.01); returns a ``training.History`` (per epoch: loss,
+        val_loss with validation_data, accuracy and val_accuracy for classification losses, seconds,
+        samples_per_s). ``patience``: early stopping on the validation loss, restoring the best
+        parameters (``restore_best``). See ``gpubackprop.training.fit``."""
         with self._lock, self.backend.activate(quiet=True):
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
-                                seed=seed, progress=progress, validation_data=validation_data, on_epoch=on_epoch)
+                                seed=seed, progress=progress, validation_data=validation_data, on_epoch=on_epoch,
+                                patience=patience, restore_best=restore_best)
 
     def predict(self, X, batch_size=None):
         """ŷ for every row of X as a NumPy array, computed in chunks. See ``gpubackprop.training.predict``."""
         with self._lock, self.backend.activate():
             return training.predict(self, X, batch_size=batch_size)
 
-    def evaluate(self, X, Y, batch_size=None) -> float:
-        """The loss L = 1/(2N) Σ (ŷ − y)² over all N rows of (X, Y) at the current parameters,
-        computed in chunks; nothing is updated."""
+    def predict_proba(self, X, batch_size=None):
+        """Class probabilities for every row of X (NumPy): the softmax of each row of logits
+        (softmax_cross_entropy) or the sigmoid of each output (sigmoid_binary_cross_entropy)."""
+        return losses.probabilities(self.loss, self.predict(X, batch_size=batch_size))
+
+    def predict_classes(self, X, batch_size=None):
+        """Predicted labels for every row of X (NumPy int64): argmax of each row, shape (N,)
+        (softmax_cross_entropy), or [logit > 0] per output, shape (N, outputs) (sigmoid_binary_cross_entropy)."""
+        return losses.classes(self.loss, self.predict(X, batch_size=batch_size))
+
+    def evaluate(self, X, Y, batch_size=None) -> training.Evaluation:
+        """The loss over all N rows of (X, Y) at the current parameters (for "mse"
+        L = 1/(2N) Σ (ŷ − y)²), computed in chunks; nothing is updated.
+
+        Returns an ``Evaluation``: a float (the loss, so ``evaluate`` reads as it always did) with
+        ``.loss`` and ``.accuracy`` (the share of right predictions for a classification loss, None
+        for "mse"), both from the same pass."""
         with self._lock, self.backend.activate():
             return training.evaluate(self, X, Y, batch_size=batch_size)
 
@@ -328,6 +438,8 @@ class MLP:
         """Forward pass, then L into ws.loss and ∂L/∂ŷ into the last layer's grad_outputs;
         returns ws.loss (on the device: nothing waits)."""
         yhat = self._forward(X, ws, trace)
+        if self._classification_loss_grad is not None:  # also counts the right predictions into ws.correct
+            return self._classification_loss_grad(yhat, Y, ws.grad_outputs[-1], ws.loss, ws.correct, ws.scratch)
         return self.backend.mse_loss_grad(yhat, Y, ws.grad_outputs[-1], ws.loss)
 
     def _loss(self, X, Y, ws, trace=None) -> float:
@@ -394,7 +506,7 @@ class MLP:
         X = self._own_or_copied(ws.inputs, X)
         if Y is _NO_TARGETS:  # not None: Y=None from a caller is a bad argument, reported as such
             return X
-        Y = validation.as_batch(self.backend, Y, "Y", self.layer_sizes[-1], batch=X.shape[0])
+        Y = validation.as_targets(self.backend, Y, "Y", self.layer_sizes[-1], X.shape[0], self._loss_spec.labels)
         return X, self._own_or_copied(ws.targets, Y)
 
     def _own_or_copied(self, buffer, array):
@@ -412,7 +524,8 @@ class MLP:
         return self.precision
 
     def __repr__(self):
+        loss = "" if self.loss == "mse" else f"loss={self.loss!r}, "
         precision = "" if self.precision == "fp32" else f"precision={self.precision_note!r}, "
         return (f"MLP({self.layer_sizes}, hidden_activation={self.hidden_activation!r}, "
-                f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r}, {precision}"
+                f"output_activation={self.output_activation!r}, {loss}dtype={self.dtype.name!r}, {precision}"
                 f"backend={self.backend.spec!r})")

@@ -18,7 +18,10 @@ the same names, under the network's lock and device.
 The training loss reported for an epoch is the batch-size-weighted mean of the losses that
 ``train_step`` returned during the epoch (each one before its update): the mean per-sample loss
 over the epoch while the parameters were moving, not a second pass at the epoch's end. The
-validation loss is measured at the end of the epoch, at the epoch's final parameters.
+validation loss is measured at the end of the epoch, at the epoch's final parameters. For a
+classification loss the accuracy comes the same way, from the same passes: the loss kernel counts
+the right predictions into the step's status, summed on the device with the loss (one more slot of
+the epoch's accumulator, no extra read).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import time
 
 import numpy
 
-from . import validation
+from . import losses, validation
 from .errors import NonFiniteLossError, TrainingInterrupted
 
 # predict()'s default chunk: rows such that the widest activation buffer holds about this many
@@ -48,12 +51,18 @@ class History:
 
     Each record is a dict: ``epoch`` (1-based), ``loss`` (training loss: the batch-size-weighted
     mean of the epoch's step losses), ``val_loss`` (only with validation data), ``seconds`` (wall
-    time of the epoch's training steps, validation excluded) and ``samples_per_s``.
+    time of the epoch's training steps, validation excluded) and ``samples_per_s``; for
+    classification losses also ``accuracy`` (the share of right predictions over the epoch's steps,
+    each before its update) and ``val_accuracy`` (with validation data).
     ``history["loss"]`` gives one column as a list; ``len(history)`` the number of epochs.
+    With early stopping (``fit(patience=...)``): ``best_epoch`` (lowest validation loss) and
+    ``stopped_early`` (True when the patience ran out before ``epochs``); else None and False.
     """
 
     def __init__(self):
         self.records: list[dict] = []
+        self.best_epoch: int | None = None
+        self.stopped_early = False
 
     def __len__(self):
         return len(self.records)
@@ -74,14 +83,43 @@ class History:
 
     @property
     def val_loss(self) -> list[float]:
-        return self["val_loss"] if self.records and "val_loss" in self.records[0] else []
+        return self._column("val_loss")
+
+    @property
+    def accuracy(self) -> list[float]:
+        return self._column("accuracy")
+
+    @property
+    def val_accuracy(self) -> list[float]:
+        return self._column("val_accuracy")
+
+    def _column(self, key) -> list[float]:
+        return self[key] if self.records and key in self.records[0] else []
 
     def __repr__(self):
         if not self.records:
             return "History(0 epochs)"
         last = self.records[-1]
-        val = f", val_loss={last['val_loss']:.4g}" if "val_loss" in last else ""
-        return f"History({len(self)} epochs, loss={last['loss']:.4g}{val}, samples_per_s={last['samples_per_s']:.4g})"
+        extra = "".join(f", {key}={last[key]:.4g}" for key in ("val_loss", "accuracy", "val_accuracy") if key in last)
+        return f"History({len(self)} epochs, loss={last['loss']:.4g}{extra}, samples_per_s={last['samples_per_s']:.4g})"
+
+
+class Evaluation(float):
+    """What ``MLP.evaluate`` returns: the loss, as a float (so existing code reads it as before),
+    with ``.loss`` and ``.accuracy`` (None for a loss that is not a classification loss)."""
+
+    def __new__(cls, loss: float, accuracy: float | None = None):
+        self = super().__new__(cls, loss)
+        self.accuracy = accuracy
+        return self
+
+    @property
+    def loss(self) -> float:
+        return float(self)
+
+    def __repr__(self):
+        accuracy = "" if self.accuracy is None else f", accuracy={self.accuracy!r}"
+        return f"Evaluation(loss={float(self)!r}{accuracy})"
 
 
 # ---------------------------------------------------------------------- progress
@@ -114,13 +152,16 @@ class ProgressLine:
         """True when the next ``update`` would redraw (so that a caller reads its figures only then)."""
         return time.monotonic() >= self._next_draw
 
-    def update(self, epoch: int, done: int, loss: float, rate: float, force: bool = False, val_loss=None):
+    def update(self, epoch: int, done: int, loss: float, rate: float, force: bool = False, val_loss=None,
+               accuracy=None, val_accuracy=None):
         now = time.monotonic()
         if not force and now < self._next_draw:
             return
         self._next_draw = now + self.interval
         text = (f"epoch {epoch}/{self.epochs} {100 * done // self.samples:3d}%  "
-                f"loss {loss:.4g}" + (f"  val {val_loss:.4g}" if val_loss is not None else "")
+                f"loss {loss:.4g}" + (f"  acc {accuracy:.2%}" if accuracy is not None else "")
+                + (f"  val {val_loss:.4g}" if val_loss is not None else "")
+                + (f"  val acc {val_accuracy:.2%}" if val_accuracy is not None else "")
                 + f"  {rate:,.0f} samples/s")
         pad = max(0, self._width - len(text))
         self._width = len(text)
@@ -147,20 +188,32 @@ def _to_device(net, X, Y, what=""):
     they are not already in that form."""
     backend = net.backend
     X = validation.as_batch(backend, X, f"{what}X", net.layer_sizes[0])
-    Y = validation.as_batch(backend, Y, f"{what}Y", net.layer_sizes[-1], batch=X.shape[0])
+    Y = validation.as_targets(backend, Y, f"{what}Y", net.layer_sizes[-1], X.shape[0], net._loss_spec.labels)
     return backend.asarray(X, net.dtype), backend.asarray(Y, net.dtype)
 
 
-def _mean_loss(net, X, Y, chunk: int) -> float:
-    """L = 1/(2N) Σ (ŷ − y)² over device arrays (X, Y) at the current parameters, in chunks."""
+def _accuracy_units(net) -> int | None:
+    """Predictions counted per row (None: the loss reports no accuracy)."""
+    spec = net._loss_spec
+    return losses.correct_per_batch_unit(spec.name, net.layer_sizes[-1]) if spec.classification else None
+
+
+def _mean_loss(net, X, Y, chunk: int) -> "Evaluation":
+    """The mean loss over device arrays (X, Y) at the current parameters, in chunks (each chunk's
+    loss is the mean over its rows, so it is weighted by them), with the accuracy for a
+    classification loss."""
     n = X.shape[0]
-    total = 0.0
+    total = correct = 0.0
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         ws = net._workspace(stop - start)
         xb, yb = net._own_or_copied(ws.inputs, X[start:stop]), net._own_or_copied(ws.targets, Y[start:stop])
-        total += float(net._loss_async(xb, yb, ws)) * (2 * (stop - start))  # the chunk's Σ (ŷ − y)²
-    return 0.5 * total / n
+        net._loss_async(xb, yb, ws)
+        loss, _, _, hits = ws.status.tolist()  # one transfer: the loss and the right predictions
+        total += loss * (stop - start)
+        correct += hits
+    units = _accuracy_units(net)
+    return Evaluation(total / n, None if units is None else correct / (n * units))
 
 
 # ---------------------------------------------------------------------- fit / predict
@@ -171,8 +224,8 @@ DEFAULT_LR = 0.01
 
 
 def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR, shuffle=True, seed=None,
-        progress=None, validation_data=None, on_epoch=None):
-    """Train ``net`` with mini-batch SGD; returns a :class:`History`.
+        progress=None, validation_data=None, on_epoch=None, patience=None, restore_best=True):
+    """Train ``net`` with mini-batch steps of its optimizer; returns a :class:`History`.
 
     X: (samples, inputs), Y: (samples, outputs) or (samples,) when there is one output; NumPy,
     backend or any DLPack array (see ``gpubackprop.backends.conversion``). ``shuffle``: a new permutation per
@@ -185,10 +238,19 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     Defaults: ``epochs=1``, ``batch_size=32``, ``lr=0.01``. Ctrl-C (KeyboardInterrupt) raises
     ``TrainingInterrupted`` (a KeyboardInterrupt) holding the history of the complete epochs; the
     parameters are those after the last complete step.
+
+    Early stopping (off by default): with ``patience`` = k, training stops once the validation loss
+    has not fallen below its lowest so far for k epochs in a row; with ``restore_best`` (the
+    default) the parameters of the epoch with the lowest validation loss are put back at the end
+    (the optimizer's state stays as the last step left it). Needs ``validation_data``.
     """
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
     lr = validation.check_lr(lr, net.dtype)
+    if patience is not None:
+        patience = _positive_int("patience", patience)
+        if validation_data is None:
+            raise ValueError("early stopping (patience) watches the validation loss: pass validation_data=(X_val, Y_val)")
     backend = net.backend
     X, Y = _to_device(net, X, Y)  # the one check of the data: gathered batches are not checked again
     val = None
@@ -213,12 +275,19 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     n_batches = sum(steps for _, steps, _ in launches)
 
     def read_totals(epoch):
-        """The one host round trip: [Σ loss·rows, good steps, first bad step's loss and check]."""
-        total, good, bad_loss, bad_check, bad_update = backend.to_host(totals, host_totals).tolist()
+        """The one host round trip: [Σ loss·rows, good steps, first bad step's loss and checks, right
+        predictions]; returns (Σ loss·rows, right predictions)."""
+        total, good, bad_loss, bad_check, bad_update, correct = backend.to_host(totals, host_totals).tolist()
         if not (math.isfinite(bad_loss) and math.isfinite(bad_check) and math.isfinite(bad_update)):
             where = "loss" if not math.isfinite(bad_loss) else "gradients" if not math.isfinite(bad_check) else "update"
             raise NonFiniteLossError(bad_loss, where, epoch=epoch, batch=int(good) + 1, batches=n_batches)
-        return total
+        return total, correct
+
+    units = _accuracy_units(net)
+    best_params = None
+    if patience is not None and restore_best:  # one copy of the flat parameter buffer, made once
+        best_params = backend.empty(net._flat_params.shape, net.dtype)
+    best_loss, waited = math.inf, 0
 
     bar = ProgressLine(epochs, n) if progress_wanted(progress) else None
     history = History()
@@ -235,19 +304,37 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
                 net._fit_launch(steps, X, Y, order_dev, cursor, ws, lr, totals)
                 if bar is not None and bar.due():  # a read (a wait) only when the line is redrawn
                     elapsed = time.perf_counter() - start_time
-                    bar.update(epoch, done, read_totals(epoch) / done, done / elapsed if elapsed > 0 else 0.0)
-            weighted = read_totals(epoch)  # waits for the epoch's work
+                    total, correct = read_totals(epoch)
+                    bar.update(epoch, done, total / done, done / elapsed if elapsed > 0 else 0.0,
+                               accuracy=None if units is None else correct / (done * units))
+            weighted, correct = read_totals(epoch)  # waits for the epoch's work
             seconds = time.perf_counter() - start_time
             record = {"epoch": epoch, "loss": weighted / n}
+            if units is not None:
+                record["accuracy"] = correct / (n * units)
             if val is not None:
-                record["val_loss"] = _mean_loss(net, val[0], val[1], chunk=_predict_chunk(net))
+                measured = _mean_loss(net, val[0], val[1], chunk=_predict_chunk(net))
+                record["val_loss"] = measured.loss
+                if units is not None:
+                    record["val_accuracy"] = measured.accuracy
             record["seconds"] = seconds
             record["samples_per_s"] = n / seconds if seconds > 0 else math.inf
             history.records.append(record)
             if bar is not None:
-                bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"))
+                bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"),
+                           accuracy=record.get("accuracy"), val_accuracy=record.get("val_accuracy"))
             if on_epoch is not None:
                 on_epoch(record)
+            if patience is not None:
+                if record["val_loss"] < best_loss:
+                    best_loss, waited, history.best_epoch = record["val_loss"], 0, epoch
+                    if best_params is not None:
+                        backend.device_copy(best_params, net._flat_params)
+                else:
+                    waited += 1
+                    if waited >= patience:
+                        history.stopped_early = epoch < epochs
+                        break
     except KeyboardInterrupt:
         # A step's update is one operation (one ufunc call, one kernel launch): applied whole or not
         # at all. Wait for queued work, so that the parameters read next are those of the last step.
@@ -256,6 +343,8 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     finally:
         if bar is not None:
             bar.close()
+    if best_params is not None and history.best_epoch is not None and history.best_epoch != len(history):
+        backend.device_copy(net._flat_params, best_params)  # every W and b is a view into it
     return history
 
 
@@ -295,8 +384,8 @@ def predict(net, X, batch_size=None):
     return out
 
 
-def evaluate(net, X, Y, batch_size=None) -> float:
-    """The loss L = 1/(2N) Σ (ŷ − y)² over every row of (X, Y), in chunks as ``predict``."""
+def evaluate(net, X, Y, batch_size=None) -> Evaluation:
+    """The loss (and accuracy) over every row of (X, Y), in chunks as ``predict``: an ``Evaluation``."""
     chunk = _predict_chunk(net) if batch_size is None else _positive_int("batch_size", batch_size)
     X, Y = _to_device(net, X, Y)
     return _mean_loss(net, X, Y, chunk)

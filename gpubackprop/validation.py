@@ -157,3 +157,52 @@ def check_params(params, layer_sizes, backend):
             arrays.append(arr)
         checked.append(tuple(arrays))
     return checked
+
+
+def as_targets(backend, array, name: str, outputs: int, batch: int, labels: bool):
+    """``array`` as ``as_batch`` does, except that with ``labels`` (a loss that takes class labels)
+    a 1-D array is integer class labels: checked (whole numbers in [0, outputs), one per row of X)
+    and returned as one-hot rows (a NumPy float64 array (batch, outputs) for the backend to upload).
+
+    This is a pass over the labels on the host (one device-to-host copy for device arrays):
+    one-hot or probability rows skip it.
+    """
+    if labels:
+        checked = _as_array(backend, array, name)
+        if len(checked.shape) == 1:
+            host = backend.to_numpy(checked) if backend.is_native(checked) else numpy.asarray(checked)
+            return one_hot(check_labels(host, name, outputs, batch), outputs)
+    return as_batch(backend, array, name, outputs, batch=batch)
+
+
+def check_labels(labels, name: str, classes: int, batch: int | None = None):
+    """``labels`` (a 1-D NumPy array) as int64 class labels in [0, classes); ValueError otherwise."""
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be class labels of shape (batch,) or rows (batch, {classes}), "
+                         f"got shape {labels.shape}")
+    if batch is not None and labels.shape[0] != batch:
+        raise ValueError(f"{name} has {labels.shape[0]} labels but X has {batch} rows: they must match")
+    if labels.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {labels.shape}); it needs at least one label")
+    kind = labels.dtype.kind
+    if kind == "f":
+        whole = numpy.isfinite(labels) & (numpy.floor(labels) == labels)
+        if not whole.all():
+            bad = int(numpy.argmin(whole))
+            raise ValueError(f"{name} must be integer class labels in [0, {classes}), got {labels[bad].item()!r} at "
+                             f"position {bad} (for probabilities pass rows of shape (batch, {classes}))")
+    elif kind not in "iu":
+        raise ValueError(f"{name} must be integer class labels in [0, {classes}), got dtype {labels.dtype}")
+    low, high = labels.min(), labels.max()
+    if low < 0 or high >= classes:
+        bad = int(numpy.argmax((labels < 0) | (labels >= classes)))
+        raise ValueError(f"{name} holds the label {labels[bad].item()!r} at position {bad}, out of range: the network "
+                         f"has {classes} outputs, so labels must be in [0, {classes})")
+    return labels.astype(numpy.int64)
+
+
+def one_hot(labels, classes: int):
+    """Rows of zeros with a 1 at each label: (len(labels), classes) float64."""
+    rows = numpy.zeros((labels.shape[0], classes))
+    rows[numpy.arange(labels.shape[0]), labels] = 1.0
+    return rows

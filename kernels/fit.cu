@@ -22,8 +22,9 @@ extern "C" __global__ void gather_rows_at(const real* source, const long long* o
 }
 
 // One thread, between the finite checks and the update. totals = {Σ loss·rows, good steps,
-// loss, gradient check and update check of the first bad step} (0 until a step is bad);
-// status = {loss, gradient check, update check} of this step, the update's guard. A step is good when its
+// loss, gradient check and update check of the first bad step (0 until a step is bad), Σ right
+// predictions}; status = {loss, gradient check, update check, right predictions} of this step,
+// the first three the update's guard. A step is good when its
 // status is finite and no earlier step since the totals were zeroed was bad; a bad step's status
 // is kept and every later step is refused by making its guard non-finite (sticky), so the parameters
 // stay those after the last good step. In double, as the host's float sum it replaces.
@@ -41,6 +42,7 @@ extern "C" __global__ void accumulate_step(real* status, double* totals, double 
     if (isfinite(loss) && isfinite(check) && isfinite(update)) {
         totals[0] = totals[0] + loss * rows;
         totals[1] = totals[1] + 1.0;
+        totals[5] = totals[5] + (double)status[3];
     } else {
         totals[2] = loss;
         totals[3] = check;

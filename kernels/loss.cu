@@ -27,3 +27,110 @@ extern "C" __global__ void mse_loss_grad(const real* yhat, const real* y, real* 
     }
     if (threadIdx.x == 0) loss[0] = partial[0] * ((real)0.5 * inv_batch);
 }
+
+// Softmax cross-entropy over rows of logits z (rows x classes, C order) against target rows y
+// (one-hot or probabilities), with the log-sum-exp shift d = z - max z (no overflow at any finite
+// logit): per row, loss_r = (sum_j y_j) log(sum_j e^d_j) - sum_j y_j d_j and
+// grad_j = (softmax_j * sum_j y_j - y_j) / B. One thread per row (rows across the whole grid), so
+// every row is computed in one pass over its classes, as NumpyBackend.softmax_cross_entropy_loss_grad
+// does per row; the per-row losses and hits (argmax z == argmax y, first maximum) then go through
+// sum_row_losses, one block: a deterministic total, no atomics.
+extern "C" __global__ void softmax_cross_entropy_rows(const real* z, const real* y, real* grad, real* row_loss,
+                                                      real* row_hit, long long rows, long long classes,
+                                                      real inv_batch) {
+    for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < rows;
+         r += (long long)blockDim.x * gridDim.x) {
+        const real* zr = z + r * classes;
+        const real* yr = y + r * classes;
+        real* gr = grad + r * classes;
+        real m = zr[0], ym = yr[0];
+        long long zarg = 0, yarg = 0;
+        for (long long j = 1; j < classes; ++j) {
+            if (zr[j] > m) { m = zr[j]; zarg = j; }
+            if (yr[j] > ym) { ym = yr[j]; yarg = j; }
+        }
+        real s = (real)0, sy = (real)0, syd = (real)0;
+        for (long long j = 0; j < classes; ++j) {
+            real d = zr[j] - m;
+            s = s + exp(d);
+            sy = sy + yr[j];
+            syd = syd + yr[j] * d;
+        }
+        real l = log(s);
+        l = l * sy;
+        row_loss[r] = l - syd;
+        row_hit[r] = zarg == yarg ? (real)1 : (real)0;
+        for (long long j = 0; j < classes; ++j) {
+            real p = exp(zr[j] - m) / s;
+            p = p * sy;
+            gr[j] = (p - yr[j]) * inv_batch;
+        }
+    }
+}
+
+// loss[0] = sum(row_loss) * inv_batch, correct[0] = sum(row_hit): one block of LOSS_THREADS
+// threads, a fixed order of additions (the same total every run).
+extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_hit, long long rows, real inv_batch,
+                                          real* loss, real* correct) {
+    __shared__ real partial[LOSS_THREADS];
+    __shared__ real hits[LOSS_THREADS];
+    real sum = (real)0, count = (real)0;
+    for (long long i = threadIdx.x; i < rows; i += LOSS_THREADS) {
+        sum = sum + row_loss[i];
+        count = count + row_hit[i];
+    }
+    partial[threadIdx.x] = sum;
+    hits[threadIdx.x] = count;
+    __syncthreads();
+    for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) {
+            partial[threadIdx.x] = partial[threadIdx.x] + partial[threadIdx.x + half];
+            hits[threadIdx.x] = hits[threadIdx.x] + hits[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        loss[0] = partial[0] * inv_batch;
+        correct[0] = hits[0];
+    }
+}
+
+// Sigmoid binary cross-entropy on logits, elementwise over n = rows x outputs:
+// l = (max(z, 0) + log(1 + e^-|z|)) - z y (no overflow at any finite z), grad = (sigmoid(z) - y) / B
+// with sigmoid(z) = (1 + tanh(z / 2)) / 2 as the activations compute it; a hit when [z > 0] == [y >= 1/2].
+// One block, like mse_loss_grad: a deterministic loss. NumpyBackend.sigmoid_binary_cross_entropy_loss_grad
+// mirrors it.
+extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z, const real* y, real* grad,
+                                                                  real* loss, real* correct, long long n,
+                                                                  real inv_batch) {
+    __shared__ real partial[LOSS_THREADS];
+    __shared__ real hits[LOSS_THREADS];
+    real sum = (real)0, count = (real)0;
+    for (long long i = threadIdx.x; i < n; i += LOSS_THREADS) {
+        real zi = z[i], yi = y[i];
+        real softplus = log1p(exp(-fabs(zi)));
+        real l = (zi > (real)0 ? zi : (real)0) + softplus;
+        real zy = zi * yi;
+        sum = sum + (l - zy);
+        real t = zi * (real)0.5;
+        t = tanh(t);
+        t = t * (real)0.5;
+        t = t + (real)0.5;
+        grad[i] = (t - yi) * inv_batch;
+        count = count + (((zi > (real)0) == (yi >= (real)0.5)) ? (real)1 : (real)0);
+    }
+    partial[threadIdx.x] = sum;
+    hits[threadIdx.x] = count;
+    __syncthreads();
+    for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) {
+            partial[threadIdx.x] = partial[threadIdx.x] + partial[threadIdx.x + half];
+            hits[threadIdx.x] = hits[threadIdx.x] + hits[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        loss[0] = partial[0] * inv_batch;
+        correct[0] = hits[0];
+    }
+}

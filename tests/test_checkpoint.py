@@ -147,7 +147,13 @@ def corrupt_cases(saved, tmp):
     put("plain.npy", buffer.getvalue())
     numpy.savez(tmp / "other.npz", a=numpy.arange(3))
     cases["other.npz"] = tmp / "other.npz"
-    cases["version2.npz"] = rewrite(saved, tmp / "version2.npz", version=numpy.int64(2))
+    cases["version3.npz"] = rewrite(saved, tmp / "version3.npz", version=numpy.int64(3))
+    cases["loss.npz"] = rewrite(saved, tmp / "loss.npz", loss=numpy.array("hinge"))
+    cases["optimizer.npz"] = rewrite(saved, tmp / "optimizer.npz", optimizer=numpy.array('{"name": "lbfgs"}'))
+    cases["optimizer_json.npz"] = rewrite(saved, tmp / "optimizer_json.npz", optimizer=numpy.array("{adam"))
+    cases["state_shape.npz"] = rewrite(saved, tmp / "state_shape.npz", optimizer_state=numpy.zeros((2, 3), "float32"))
+    cases["missing_state.npz"] = rewrite(saved, tmp / "missing_state.npz", optimizer_state=None)
+    cases["v1_with_v2_member.npz"] = rewrite(saved, tmp / "v1_with_v2_member.npz", version=numpy.int64(1))
     cases["noversion.npz"] = rewrite(saved, tmp / "noversion.npz", version=None)
     cases["missing_W1.npz"] = rewrite(saved, tmp / "missing_W1.npz", W1=None)
     cases["W1_shape.npz"] = rewrite(saved, tmp / "W1_shape.npz", W1=numpy.zeros((6, 5), "float32"))
@@ -166,7 +172,10 @@ def corrupt_cases(saved, tmp):
 EXPECTED = {
     "truncated.npz": "not a zip", "truncated_end.npz": "not a zip", "flipped.npz": "corrupt",
     "empty.npz": "not a zip", "text.npz": "not a zip", "plain.npy": "not a zip",
-    "other.npz": "not a gpubackprop checkpoint", "version2.npz": "version 2",
+    "other.npz": "not a gpubackprop checkpoint", "version3.npz": "version 3",
+    "loss.npz": "'hinge'", "optimizer.npz": "optimizer settings", "optimizer_json.npz": "optimizer settings",
+    "state_shape.npz": "optimizer_state is float32 (2, 3)", "missing_state.npz": "missing optimizer_state",
+    "v1_with_v2_member.npz": "unexpected arrays loss, optimizer, optimizer_state, optimizer_step",
     "noversion.npz": "no format version", "missing_W1.npz": "missing W1", "W1_shape.npz": "W1",
     "W1_dtype.npz": "W1 is float64", "activation.npz": "'swish'", "sizes.npz": "layer_sizes",
     "extra.npz": "W9", "pickled.npz": "corrupt",
@@ -343,3 +352,31 @@ def test_compressed_and_fortran_order_checkpoints_load(saved, tmp_path):
     arrays["W1"] = numpy.asfortranarray(arrays["W1"])
     numpy.savez(tmp_path / "fortran.npz", **arrays)
     assert_same_net(expected, gb.MLP.load(tmp_path / "fortran.npz"))
+
+
+@pytest.mark.parametrize("optimizer, options", [("adam", {"weight_decay": 0.01}), ("momentum", {"nesterov": True})])
+def test_loss_optimizer_and_state_round_trip_and_training_continues_bit_for_bit(tmp_path, optimizer, options):
+    rng = numpy.random.default_rng(0)
+    X, labels = rng.normal(size=(16, 4)), rng.integers(0, 3, 16)
+    net = gb.MLP([4, 5, 3], loss="softmax_cross_entropy", optimizer=optimizer, dtype="float64", backend="numpy",
+                 seed=1, **options)
+    for _ in range(3):
+        net.train_step(X, labels, 0.01)
+    net.save(tmp_path / "net.npz")
+    back = gb.MLP.load(tmp_path / "net.npz")
+    assert (back.loss, back.optimizer) == (net.loss, net.optimizer)
+    state, state_back = net.get_optimizer_state(), back.get_optimizer_state()
+    assert state_back["step"] == state["step"] == (3 if optimizer == "adam" else 0)
+    numpy.testing.assert_array_equal(state_back["buffers"], state["buffers"])
+    assert numpy.abs(state["buffers"]).max() > 0  # a state that was really written
+    for _ in range(2):  # the next steps are the same steps: the state came back, not a fresh one
+        assert back.train_step(X, labels, 0.01) == net.train_step(X, labels, 0.01)
+    assert_same_net(net, back)
+
+
+def test_version_1_files_still_load_as_mse_and_sgd(saved, tmp_path):
+    v1 = rewrite(saved, tmp_path / "v1.npz", version=numpy.int64(1), loss=None, optimizer=None,
+                 optimizer_state=None, optimizer_step=None)
+    net = gb.MLP.load(v1)
+    assert (net.loss, net.optimizer) == ("mse", gb.optimizers.Optimizer())
+    assert_same_net(net, gb.MLP.load(saved))

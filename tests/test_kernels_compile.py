@@ -15,6 +15,7 @@ import pytest
 import threading
 
 from gpubackprop.activations import NAMES as ACTIVATIONS
+from gpubackprop.losses import CLASSIFICATION as CLASSIFICATION_LOSSES
 from gpubackprop.backends.cupy_backend import CupyBackend, kernel_dir, kernel_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def entry_functions(report: str):
 
 
 def test_kernel_sources_are_there():
-    assert {path.name for path in KERNEL_FILES} >= {"activations.cu", "loss.cu", "sgd.cu", "fit.cu"}
+    assert {path.name for path in KERNEL_FILES} >= {"activations.cu", "loss.cu", "sgd.cu", "fit.cu", "optimizers.cu"}
 
 
 @needs_nvcc
@@ -99,6 +100,7 @@ def called_kernel_names():
                          _capturing=threading.local())
     stub.xp = numpy
     stub.kernel = record
+    stub.empty = lambda shape, dtype: numpy.empty(shape, dtype)  # scratch buffers, host-side here
     for dtype in ("float32", "float64"):
         x = numpy.zeros((3, 2), dtype)
         for activation in ACTIVATIONS:
@@ -108,7 +110,15 @@ def called_kernel_names():
         stub.sgd_update(x, x, 0.1, None, {})
         stub.sgd_check(x, x, 0.1, numpy.zeros((), dtype), {})  # the guarded update's first pass
         stub.gather_rows_at(x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x)
-        stub.accumulate_step(numpy.zeros(3, dtype), numpy.zeros(5), 3)
+        stub.accumulate_step(numpy.zeros(4, dtype), numpy.zeros(6), 3)
+        for loss in CLASSIFICATION_LOSSES:
+            getattr(stub, f"{loss}_loss_grad")(x, x, numpy.zeros_like(x), numpy.zeros((), dtype),
+                                               numpy.zeros((), dtype), {})
+        flat, step = numpy.zeros(6, dtype), numpy.zeros(1, numpy.int64)
+        stub.momentum_update(flat, flat, flat.copy(), 0.1, 0.9, True, 0.0, None, {})
+        stub.adam_update(flat, flat, flat.copy(), flat.copy(), step, 0.1, 0.9, 0.999, 1e-8, 0.0, None, {})
+        stub.momentum_check(flat, flat, flat.copy(), 0.1, 0.9, True, 0.0, numpy.zeros((), dtype), {})
+        stub.adam_check(flat, flat, flat.copy(), flat.copy(), step, 0.1, 0.9, 0.999, 1e-8, 0.0, numpy.zeros((), dtype), {})
         if "finite_check" in vars(CupyBackend):  # a kernel-backed check, where the backend has one
             stub.finite_check(x, numpy.zeros(2, dtype))
     return names
@@ -120,6 +130,8 @@ def test_kernel_source_holds_every_kernel_the_backend_calls():
     assert {f"bias_{a}_forward" for a in ACTIVATIONS} <= names
     assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad", "sgd_check", "sgd_update"} <= names
     assert {"gather_rows_at", "accumulate_step"} <= names  # fit's per-step work on the device
+    assert {"softmax_cross_entropy_rows", "sum_row_losses", "sigmoid_binary_cross_entropy_loss_grad",
+            "momentum_check", "momentum_update", "adam_check", "adam_update", "adam_advance_step"} <= names
     for dtype, ctype in (("float32", "float"), ("float64", "double")):
         source = kernel_source(dtype)
         assert f"#define GB_REAL {ctype}" in source

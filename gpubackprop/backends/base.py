@@ -121,11 +121,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def accumulate_step(self, status, totals, rows: int):
-        """Between a step's finite checks and its update: ``totals`` (float64, 5 elements, zeroed
+        """Between a step's finite checks and its update: ``totals`` (float64, 6 elements, zeroed
         by the caller) = [Σ loss·rows, good steps, loss, gradient check and update check of the
-        first bad step]. While every step so far was good, a step with a finite ``status`` ([loss,
-        gradient check, update check])
-        adds its loss·rows and counts itself; a non-finite one is recorded as the first bad step;
+        first bad step, Σ right predictions]. While every step so far was good, a step with a
+        finite ``status`` ([loss, gradient check, update check, right predictions])
+        adds its loss·rows and its right predictions and counts itself; a non-finite one is recorded as the first bad step;
         after a bad step every later step is refused: its ``status`` is made non-finite, so the
         guarded update skips it (sticky), and the parameters stay those after the last good step."""
 
@@ -161,6 +161,18 @@ class Backend(abc.ABC):
         """grad = (yhat - y) / B and loss[()] = sum((yhat - y)^2) / (2B); returns loss (0-d)."""
 
     @abc.abstractmethod
+    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch: dict):
+        """From logits z and target rows y (batch, classes): grad = (softmax(z)·Σ_j y_j − y)/B,
+        loss[()] = −1/B Σ y log softmax(z) (log-sum-exp shifted), correct[()] = the number of rows
+        whose argmax z equals argmax y (first maximum); returns loss. See ``gpubackprop.losses``."""
+
+    @abc.abstractmethod
+    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch: dict):
+        """From logits z and probabilities y: grad = (sigmoid(z) − y)/B, loss[()] = 1/B Σ (max(z, 0)
+        + log(1 + e^−|z|) − z y), correct[()] = the number of elements with [z > 0] = [y ≥ ½];
+        returns loss. See ``gpubackprop.losses``."""
+
+    @abc.abstractmethod
     def sum_rows(self, x, out):
         """out = sum of x over the batch axis (the bias gradient)."""
 
@@ -181,6 +193,29 @@ class Backend(abc.ABC):
         """In place: param <- param - lr * grad (grad unchanged), skipped entirely when ``guard``
         (the step's status vector, or None for no guard) holds NaN/Inf in any slot; a device
         checks it on the device, so no host round trip precedes the update."""
+
+    @abc.abstractmethod
+    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch: dict):
+        """out[()] = 0 when every candidate parameter and velocity of momentum_update is finite, NaN
+        otherwise; nothing else is written (the first pass of the guarded update, as sgd_check)."""
+
+    @abc.abstractmethod
+    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch: dict):
+        """In place, torch.optim.SGD's momentum step: d = grad + weight_decay·param; velocity <-
+        momentum·velocity + d; param <- param - lr·velocity (Nesterov: - lr·(d + momentum·velocity)).
+        Skipped entirely (param and velocity unchanged) when ``guard`` holds NaN/Inf, as sgd_update."""
+
+    @abc.abstractmethod
+    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch: dict):
+        """out[()] = 0 when every candidate parameter, m and v of adam_update is finite, NaN
+        otherwise; nothing else is written, ``step`` included (the first pass of the guarded update)."""
+
+    @abc.abstractmethod
+    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch: dict):
+        """In place, torch.optim.Adam's step (see ``gpubackprop.optimizers``) with t = step[0] + 1,
+        ``step`` a (1,) int64 array on the device; then step[0] <- t. Skipped entirely (param, m, v
+        and step unchanged) when ``guard`` holds NaN/Inf; the count is read and advanced on the
+        device, so a recorded step replays correctly."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

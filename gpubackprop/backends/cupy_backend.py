@@ -15,7 +15,7 @@ import numpy
 
 from .. import activations
 from . import conversion
-from .base import Backend
+from .base import Backend, scratch_buffer
 from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
     column_major_arguments
 from .timers import EventTimer
@@ -23,7 +23,7 @@ from .timers import EventTimer
 _THREADS = 256
 _SEEN = object()  # a step key met once: recorded at the next meeting
 _MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
-_KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu", "fit.cu")
+_KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu", "fit.cu", "optimizers.cu")
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
 _NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
@@ -317,6 +317,24 @@ class CupyBackend(Backend):
         self.kernel("mse_loss_grad", yhat.dtype)((1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch))
         return loss
 
+    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+        rows, classes = z.shape
+        inv_batch = z.dtype.type(1.0 / rows)
+        per_row = scratch_buffer(scratch, (2, rows), z.dtype, self.empty)  # row losses, row hits
+        self.kernel("softmax_cross_entropy_rows", z.dtype)(
+            self._grid(rows), (_THREADS,),
+            (z, y, grad, per_row[0], per_row[1], numpy.int64(rows), numpy.int64(classes), inv_batch))
+        # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
+        self.kernel("sum_row_losses", z.dtype)(
+            (1,), (_THREADS,), (per_row[0], per_row[1], numpy.int64(rows), inv_batch, loss, correct))
+        return loss
+
+    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+        inv_batch = z.dtype.type(1.0 / z.shape[0])
+        self.kernel("sigmoid_binary_cross_entropy_loss_grad", z.dtype)(
+            (1,), (_THREADS,), (z, y, grad, loss, correct, numpy.int64(z.size), inv_batch))
+        return loss
+
     def sum_rows(self, x, out):
         # Σ_batch as a cuBLAS product 1ᵀ x: no reduction temporaries, so a graph can record it.
         ones = self._constant(1, (1, x.shape[0]), x.dtype)
@@ -343,6 +361,46 @@ class CupyBackend(Backend):
         self.kernel("sgd_update", param.dtype)(
             self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard,
                                          numpy.int64(guard.size)))
+        return param
+
+    def _guard(self, guard, dtype):
+        """(guard, its length) for the optimizer kernels: None becomes one that lets every update through."""
+        if guard is None:
+            guard = self._constant(0, (1,), dtype)
+        return guard, numpy.int64(guard.size)
+
+    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch):
+        out.fill(0)
+        real, n = param.dtype.type, param.size
+        self.kernel("momentum_check", param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, velocity, real(lr), real(momentum), real(weight_decay),
+                                         numpy.int32(bool(nesterov)), numpy.int64(n), out))
+        return out
+
+    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch):
+        guard, n_guard = self._guard(guard, param.dtype)
+        real, n = param.dtype.type, param.size
+        self.kernel("momentum_update", param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, velocity, real(lr), real(momentum), real(weight_decay),
+                                         numpy.int32(bool(nesterov)), numpy.int64(n), guard, n_guard))
+        return param
+
+    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch):
+        out.fill(0)
+        real, n = param.dtype.type, param.size
+        self.kernel("adam_check", param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, m, v, step, numpy.float64(lr), numpy.float64(beta1),
+                                         numpy.float64(beta2), real(eps), real(weight_decay), numpy.int64(n), out))
+        return out
+
+    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch):
+        guard, n_guard = self._guard(guard, param.dtype)
+        real, n = param.dtype.type, param.size
+        self.kernel("adam_update", param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, m, v, step, numpy.float64(lr), numpy.float64(beta1),
+                                         numpy.float64(beta2), real(eps), real(weight_decay), numpy.int64(n),
+                                         guard, n_guard))
+        self.kernel("adam_advance_step", param.dtype)((1,), (1,), (step, guard, n_guard))
         return param
 
     # ------------------------------------------------------------------ CUDA graphs

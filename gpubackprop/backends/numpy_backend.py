@@ -130,13 +130,13 @@ class NumpyBackend(Backend):
 
     def accumulate_step(self, status, totals, rows):
         # The kernel of kernels/fit.cu, in the same double operations (on Python floats: no warnings).
-        total, good, bad_loss, bad_check, bad_update = totals.tolist()
+        total, good, bad_loss, bad_check, bad_update, correct = totals.tolist()
         if not (math.isfinite(bad_loss) and math.isfinite(bad_check) and math.isfinite(bad_update)):
             status[1] = bad_loss + bad_check + bad_update  # non-finite: the update's guard refuses the step
             return
-        loss, check, update = status.tolist()
+        loss, check, update, hits = status.tolist()
         if math.isfinite(loss) and math.isfinite(check) and math.isfinite(update):
-            totals[0], totals[1] = total + loss * float(rows), good + 1.0
+            totals[0], totals[1], totals[5] = total + loss * float(rows), good + 1.0, correct + hits
         else:
             totals[2], totals[3], totals[4] = loss, check, update
 
@@ -239,6 +239,63 @@ class NumpyBackend(Backend):
             _multiply(grad, 1.0 / batch, grad)
         return loss
 
+    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+        # Row by row as the kernel's thread per row (kernels/loss.cu: softmax_cross_entropy_rows):
+        # m = max z, d = z - m, s = Σ e^d, loss_r = (Σ y) log s - Σ y d, grad = (e^d / s · Σ y - y) / B.
+        rows, classes = z.shape
+        inv_batch = 1.0 / rows
+        columns = scratch_buffer(scratch, (5, rows, 1), z.dtype, self.empty)
+        m, s, sy, syd, row_loss = columns
+        d = scratch_buffer(scratch, z.shape, z.dtype, self.empty)
+        numpy.max(z, axis=1, keepdims=True, out=m)
+        _subtract(z, m, d)
+        numpy.exp(d, grad)  # e^d: underflows to 0 for logits far below the row's maximum (documented)
+        numpy.sum(grad, axis=1, keepdims=True, out=s)
+        numpy.sum(y, axis=1, keepdims=True, out=sy)
+        _multiply(y, d, d)
+        numpy.sum(d, axis=1, keepdims=True, out=syd)
+        numpy.log(s, row_loss)
+        _multiply(row_loss, sy, row_loss)
+        _subtract(row_loss, syd, row_loss)
+        loss[...] = row_loss.sum() * inv_batch
+        numpy.divide(grad, s, grad)  # softmax
+        _multiply(grad, sy, grad)
+        _subtract(grad, y, grad)
+        if rows != 1:  # x * 1.0 == x exactly: skipping it changes no number
+            _multiply(grad, inv_batch, grad)
+        arg = scratch_buffer(scratch, (2, rows), numpy.int64, self.empty)
+        numpy.argmax(z, axis=1, out=arg[0])  # first maximum, as the kernel's strict >
+        numpy.argmax(y, axis=1, out=arg[1])
+        correct[...] = numpy.count_nonzero(arg[0] == arg[1])
+        return loss
+
+    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+        # Elementwise as kernels/loss.cu: l = (max(z, 0) + log1p(e^-|z|)) - z y, grad = (sigmoid(z) - y) / B.
+        zero, half = self._consts(z.dtype)[:2]
+        inv_batch = 1.0 / z.shape[0]
+        softplus = scratch_buffer(scratch, z.shape, z.dtype, self.empty)
+        numpy.abs(z, softplus)
+        numpy.negative(softplus, softplus)
+        numpy.exp(softplus, softplus)  # underflows to 0 for |z| beyond ~100 (float32) / ~700 (float64): documented
+        numpy.log1p(softplus, softplus)
+        _maximum(z, zero, out=grad)
+        _add(grad, softplus, grad)
+        _multiply(z, y, softplus)
+        _subtract(grad, softplus, grad)
+        flat = grad.reshape(-1)
+        loss[...] = _dot(flat, self._ones_vector(flat.shape[0], flat.dtype)) * inv_batch
+        numpy.copyto(grad, z)
+        self._sigmoid_forward(grad)  # sigmoid(z) = (1 + tanh(z/2)) / 2
+        _subtract(grad, y, grad)
+        if z.shape[0] != 1:
+            _multiply(grad, inv_batch, grad)
+        hits = scratch_buffer(scratch, (2, *z.shape), numpy.bool_, self.empty)
+        _greater(z, zero, hits[0])
+        numpy.greater_equal(y, half, hits[1])
+        numpy.equal(hits[0], hits[1], hits[0])
+        correct[...] = numpy.count_nonzero(hits[0])
+        return loss
+
     def sum_rows(self, x, out):
         _dot(self._ones_vector(x.shape[0], x.dtype), x, out)  # Σ_batch as a gemv: 1ᵀ x
         return out
@@ -265,6 +322,84 @@ class NumpyBackend(Backend):
         _multiply(grad, lr, step)  # step = lr * grad, then param - step: as the kernel rounds
         _subtract(param, step, param)
         return param
+
+    # The stateful optimizers (gpubackprop.optimizers), as kernels/optimizers.cu: a check pass that
+    # computes every candidate value into scratch space and flags a non-finite one, and a guarded
+    # update that computes the same values in place; both through the same function below.
+    def _momentum_candidate(self, param, grad, velocity, b, u, d, lr, momentum, nesterov, weight_decay):
+        """b = mu velocity + d (b may be velocity), u = lr b or lr (d + mu b), d = grad + wd param."""
+        if weight_decay:
+            _multiply(param, weight_decay, d)
+            _add(grad, d, d)
+        else:
+            d = grad
+        _multiply(velocity, momentum, b)
+        _add(b, d, b)
+        if nesterov:
+            _multiply(b, momentum, u)
+            _add(d, u, u)
+            _multiply(u, lr, u)
+        else:
+            _multiply(b, lr, u)
+
+    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch):
+        d, b, u = scratch_buffer(scratch, (3, *grad.shape), grad.dtype, self.empty)
+        self._momentum_candidate(param, grad, velocity, b, u, d, lr, momentum, nesterov, weight_decay)
+        _subtract(param, u, u)  # the candidate parameters
+        return self._flag_nonfinite_rows(scratch, grad, 1, 3, out)
+
+    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch):
+        if guard is not None and not all(map(math.isfinite, guard.tolist())):
+            return param  # the kernel's guard, checked on the host: parameters and state untouched
+        d, _, u = scratch_buffer(scratch, (3, *grad.shape), grad.dtype, self.empty)
+        self._momentum_candidate(param, grad, velocity, velocity, u, d, lr, momentum, nesterov, weight_decay)
+        _subtract(param, u, param)
+        return param
+
+    def _adam_candidate(self, param, grad, m, v, m_out, v_out, u, d, step, lr, beta1, beta2, eps, weight_decay):
+        """m_out, v_out: the new moments (may be m, v); u: the step to subtract; for t = step[0] + 1."""
+        t = float(step[0] + 1)
+        step_size = lr / (1.0 - beta1 ** t)  # in double, as the kernel and torch
+        sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
+        if weight_decay:
+            _multiply(param, weight_decay, d)  # d = g + wd p
+            _add(grad, d, d)
+        else:
+            d = grad
+        _multiply(m, beta1, m_out)  # m = b1 m + (1 - b1) d
+        _multiply(d, 1.0 - beta1, u)
+        _add(m_out, u, m_out)
+        _multiply(v, beta2, v_out)  # v = b2 v + ((1 - b2) d) d
+        _multiply(d, 1.0 - beta2, u)
+        _multiply(u, d, u)
+        _add(v_out, u, v_out)
+        numpy.sqrt(v_out, u)  # u = step_size (m / (sqrt(v) / sqrt(1 - b2^t) + eps))
+        numpy.divide(u, sqrt_bc2, u)
+        _add(u, eps, u)
+        numpy.divide(m_out, u, u)
+        _multiply(u, step_size, u)
+
+    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch):
+        d, u, m_new, v_new = scratch_buffer(scratch, (4, *grad.shape), grad.dtype, self.empty)
+        self._adam_candidate(param, grad, m, v, m_new, v_new, u, d, step, lr, beta1, beta2, eps, weight_decay)
+        _subtract(param, u, u)  # the candidate parameters
+        return self._flag_nonfinite_rows(scratch, grad, 1, 4, out)
+
+    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch):
+        if guard is not None and not all(map(math.isfinite, guard.tolist())):
+            return param  # as the kernel: parameters, m, v and the step count untouched
+        d, u = scratch_buffer(scratch, (4, *grad.shape), grad.dtype, self.empty)[:2]
+        self._adam_candidate(param, grad, m, v, m, v, u, d, step, lr, beta1, beta2, eps, weight_decay)
+        _subtract(param, u, param)
+        step[0] += 1  # the kernel adam_advance_step
+        return param
+
+    def _flag_nonfinite_rows(self, scratch, grad, first, stop, out):
+        """out = 0 when rows [first, stop) of the check's scratch block hold only finite values, NaN
+        otherwise (Inf·0 and NaN·0 are NaN), in one BLAS pass, as sgd_check."""
+        flat = scratch_buffer(scratch, (stop, *grad.shape), grad.dtype, self.empty)[first:stop].reshape(-1)
+        _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), out)
+        return out
 
     # ------------------------------------------------------------------ recording
     def recorder(self):
