@@ -35,7 +35,7 @@ def test_accuracy_in_the_history_is_the_share_of_right_predictions(backend):
     assert history.accuracy[-1] > 0.9 and history.val_accuracy[-1] > 0.9
     result = net.evaluate(Xv, lv)
     assert history.val_accuracy[-1] == result.accuracy == numpy.mean(net.predict_classes(Xv) == lv)
-    assert history.val_loss[-1] == result.loss == float(result)
+    assert history.val_loss[-1] == pytest.approx(result.loss, rel=1e-13) and result.loss == float(result)
 
 
 def test_evaluate_on_mse_is_the_float_it_always_was():
@@ -70,7 +70,7 @@ def test_early_stopping_stops_and_restores_the_best_parameters(restore_best):
     best = int(numpy.argmin(history.val_loss))
     assert history.best_epoch == best + 1 and len(history) == history.best_epoch + 3
     expected = history.val_loss[best] if restore_best else history.val_loss[-1]
-    assert net.evaluate(Xv, lv).loss == expected
+    assert net.evaluate(Xv, lv).loss == pytest.approx(expected, rel=1e-13)  # the loss of those parameters
 
 
 def test_early_stopping_needs_validation_data_and_a_positive_patience():
