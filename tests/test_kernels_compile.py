@@ -89,11 +89,16 @@ def test_kernel_file_compiles_without_spills(source, real, tmp_path):
 
 def called_kernel_names():
     """Every kernel name CupyBackend asks for, found by running its methods with a recording stub."""
-    names = set()
+    return {name for name, _, _ in kernel_calls()}
+
+
+def kernel_calls():
+    """[(kernel name, dtype, arguments)] of every kernel launch CupyBackend's methods make, run
+    with a recording stub (NumPy arrays standing in for CuPy's)."""
+    calls = []
 
     def record(name, dtype):
-        names.add(name)
-        return lambda grid, block, args: None
+        return lambda grid, block, args: calls.append((name, numpy.dtype(dtype).name, args))
 
     stub = object.__new__(CupyBackend)  # no __init__: no CuPy device needed
     stub.__dict__.update(_modules={}, _kernels={}, _constants={}, _max_blocks=1, _lock=threading.Lock(),
@@ -121,7 +126,50 @@ def called_kernel_names():
         stub.adam_check(flat, flat, flat.copy(), flat.copy(), step, 0.1, 0.9, 0.999, 1e-8, 0.0, numpy.zeros((), dtype), {})
         if "finite_check" in vars(CupyBackend):  # a kernel-backed check, where the backend has one
             stub.finite_check(x, numpy.zeros(2, dtype))
-    return names
+    return calls
+
+
+_SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
+_C_TYPES = {"long long": "int64", "double": "float64", "float": "float32", "int": "int32"}
+
+
+def kernel_signatures(dtype):
+    """{kernel name: [(C base type, is pointer)]} from kernel_source(dtype); the macro-stamped
+    kernels' templates (parameter list of ``name``) are keyed by their first declared use."""
+    found = {}
+    for name, params in _SIGNATURE.findall(kernel_source(dtype).replace("\\\n", "\n")):
+        parsed = []
+        for param in params.replace("\n", " ").split(","):
+            words = param.replace("*", " * ").split()[:-1]  # drop the parameter's name
+            words = [w for w in words if w not in ("const", "__restrict__")]
+            parsed.append((" ".join(w for w in words if w != "*"), "*" in words))
+        found.setdefault(name, parsed)
+    return found
+
+
+def test_every_kernel_launch_passes_the_arguments_its_signature_declares():
+    """Argument count, pointer or scalar, and element/scalar type of every launch, against the C
+    signature: a mismatch compiles fine and only shows (as garbage) on a GPU."""
+    for dtype in ("float32", "float64"):
+        signatures = kernel_signatures(dtype)
+        for name, call_dtype, args in kernel_calls():
+            if call_dtype != dtype:
+                continue
+            params = signatures.get(name)
+            if params is None:  # stamped by a macro (activations.cu): the template's parameter list
+                raw = kernel_source(dtype)
+                template = re.findall(r'extern "C" __global__ void name\(([^)]*)\)', raw)
+                params = [(" ".join(w for w in p.replace("*", " * ").split()[:-1] if w not in ("const", "*")),
+                           "*" in p) for p in template[0 if name.startswith("bias_") else 1].split(",")]
+            assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
+            for index, (arg, (ctype, pointer)) in enumerate(zip(args, params)):
+                expected = dtype if ctype == "real" else _C_TYPES[ctype]
+                what = f"{name} argument {index} ({'pointer to ' if pointer else ''}{ctype})"
+                if pointer:
+                    assert isinstance(arg, numpy.ndarray), f"{what}: got {type(arg).__name__}"
+                else:
+                    assert isinstance(arg, numpy.generic), f"{what}: got a Python {type(arg).__name__}"
+                assert arg.dtype == numpy.dtype(expected), f"{what}: got {arg.dtype}, expected {expected}"
 
 
 def test_kernel_source_holds_every_kernel_the_backend_calls():
