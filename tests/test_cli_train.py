@@ -150,3 +150,58 @@ def test_module_entry_point(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("final: train loss")
+
+
+# ---------------------------------------------------------------------- classification, optimizers
+def test_classification_builtin_spirals_with_adam_early_stopping_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png, model = tmp_path / "spirals.png", tmp_path / "model.npz"
+    rc, out, err = train(capsys, "--loss", "softmax_cross_entropy", "--optimizer", "adam", "--samples", 4000,
+                         "--epochs", 25, "--patience", 30, "--plot", png, "--save", model)
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    assert "3 interleaved spirals" in lines[1] and "3200 training, 800 validation samples" in lines[1]
+    assert "2-32-32-3" in lines[2] and "loss softmax_cross_entropy" in lines[2] and "adam (beta1 0.9" in lines[2]
+    assert "lr 0.01" in lines[2] and "early stopping after 30 epochs" in lines[2]
+    epochs = [line for line in lines if line.startswith("epoch")]
+    accuracies = [float(re.search(r"val acc ([\d.]+)%", line).group(1)) for line in epochs]
+    assert accuracies[-1] > accuracies[0] and accuracies[-1] > 80
+    assert "val accuracy" in lines[-1]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "loss and accuracy curves" in out
+    net = gb.MLP.load(model, backend="numpy")
+    assert (net.loss, net.optimizer.name, net.get_optimizer_state()["step"]) == ("softmax_cross_entropy", "adam", 25 * 100)
+
+
+def test_integer_label_column_of_a_data_file_gives_one_output_per_class(tmp_path, capsys):
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((90, 2))
+    numpy.savez(tmp_path / "d.npz", X=X, Y=(X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int))  # labels 0, 1, 2
+    rc, out, err = train(capsys, "--data", tmp_path / "d.npz", "--loss", "softmax_cross_entropy", "--epochs", 2,
+                         "--optimizer", "momentum", "--nesterov")
+    assert rc == 0, err
+    assert "2-32-32-3" in out and "momentum (momentum 0.9, nesterov True) lr 0.02" in out
+
+
+def test_early_stopping_reports_the_kept_epoch(capsys):
+    rc, out, err = train(capsys, "--loss", "softmax_cross_entropy", "--optimizer", "adam", "--lr", 0.5,
+                         "--samples", 300, "--epochs", 200, "--patience", 2)
+    assert rc == 0, err
+    assert re.search(r"early stopping: no improvement for 2 epochs after epoch (\d+); kept epoch \1's parameters", out)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "sgd", "--beta1", "0.8"], r"beta1 applies to optimizer 'adam', not 'sgd'"),
+    (["--optimizer", "momentum", "--momentum", "1.5"], r"momentum must be in \[0, 1\)"),
+    (["--patience", "0"], r"--patience must be a positive number of epochs"),
+    (["--patience", "3", "--val-fraction", "0"], r"--patience watches the validation loss"),
+    (["--loss", "softmax_cross_entropy", "--output-activation", "sigmoid"], r"takes logits"),
+])
+def test_bad_classification_arguments_are_clear_errors(capsys, args, message):
+    rc, out, err = train(capsys, "--samples", 50, *args)
+    assert rc == 2 and re.search(message, err), err
+
+
+def test_non_integer_labels_in_a_data_file_are_a_data_error(tmp_path, capsys):
+    numpy.savez(tmp_path / "d.npz", X=numpy.zeros((4, 2)), Y=numpy.array([0, 1.5, 2, 1]))
+    rc, out, err = train(capsys, "--data", tmp_path / "d.npz", "--loss", "softmax_cross_entropy")
+    assert rc == 2 and "reads one target column as class labels" in err and "1.5" in err
