@@ -11,7 +11,7 @@ import time
 
 import numpy
 
-from . import benchmark
+from . import benchmark, losses, optimizers
 from .backends import describe, get_backend
 from .validation import DTYPES, PRECISIONS, check_precision
 
@@ -29,8 +29,13 @@ def add_arguments(parser):
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the environment as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also draw a PNG chart (needs matplotlib: the 'plot' extra)")
+    parser.add_argument("--loss", default="mse", choices=losses.NAMES,
+                        help="the loss every case trains with (default mse; torch's own for the torch cases)")
+    parser.add_argument("--optimizer", default="sgd", choices=optimizers.NAMES,
+                        help="the optimizer every case trains with, at its default settings (default sgd)")
     parser.add_argument("--kernels", action="store_true",
-                        help="instead: the fused sigmoid-backward kernel's bandwidth vs a copy of the same bytes")
+                        help="instead: the fused sigmoid-backward and Adam-update kernels' bandwidth, each vs a "
+                             "copy of the same bytes")
 
 
 def _split_sizes(text):
@@ -64,8 +69,12 @@ def main(args) -> int:
     _header(backend, env)
     precision = args.precision if args.precision == "fp32" or backend.tf32 else \
         f"{args.precision} (computed in float32: no TF32 tensor cores on {backend.describe()})"
-    print(f"dtype {args.dtype}; precision {precision}; lr {benchmark.LEARNING_RATE}; ~{seconds:g} s per case, "
-          f"interleaved rounds, medians")
+    training = benchmark.Training(args.loss, args.optimizer)
+    if training.loss == "softmax_cross_entropy" and any(layer_sizes[-1] < 2 for _, layer_sizes, _ in sizes):
+        raise ValueError("--loss softmax_cross_entropy needs at least 2 outputs: pick sizes such as medium or "
+                         "'784,256,10@128' (tiny, small and large have one output)")
+    print(f"dtype {args.dtype}; precision {precision}; {training.describe()}; lr {benchmark.LEARNING_RATE}; "
+          f"~{seconds:g} s per case, interleaved rounds, medians")
     print("µs/step per training step (fit, torch_fit: an epoch of fit's batches, divided by its steps); "
           "×floor = step time / GEMM-floor time (lower is better); ×torch, ×torch_graphed, ×torch_fit = that "
           "torch case's step time / this one (throughput relative to it, higher is better); "
@@ -76,7 +85,7 @@ def main(args) -> int:
               f"{benchmark.gemm_flops(layer_sizes, batch) / 1e9:.4g} GFLOP/step", flush=True)
         size_rows = benchmark.bench_size(backend, name, layer_sizes, batch, args.dtype, seconds,
                                          with_torch=not args.no_torch, threads=threads, cases_out=cases,
-                                         precision=args.precision)
+                                         precision=args.precision, training=training)
         print(benchmark.format_rows(size_rows), flush=True)
         rows.extend(size_rows)
     print(f"\n({time.perf_counter() - start:.0f} s)")
@@ -88,7 +97,8 @@ def main(args) -> int:
         print(f"CUDA graphs: {env['cuda_graphs']}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"environment": env, "dtype": args.dtype, "precision": args.precision, "seconds_per_case": seconds,
+            json.dump({"environment": env, "dtype": args.dtype, "precision": args.precision, "loss": args.loss,
+                       "optimizer": args.optimizer, "seconds_per_case": seconds,
                        "rows": [dataclasses.asdict(r) for r in rows]}, fh, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
@@ -99,16 +109,19 @@ def main(args) -> int:
 def _kernels(backend, args) -> int:
     env = benchmark.environment(backend)
     _header(backend, env)
-    print("note: on numpy this times the NumPy passes of the same operation (3 ufuncs) against a copy of "
-          "the same bytes; on cupy, the fused kernel against a device-to-device copy")
+    print("note: on numpy this times the NumPy passes of the same operation (sigmoid backward: 3 ufuncs; "
+          "Adam: 13) against a copy of the same bytes; on cupy, the fused kernel against a "
+          "device-to-device copy")
     results = benchmark.bench_kernels(backend, args.dtype, seconds=0.2 if args.quick else args.seconds)
     for r in results:
         print(f"{r['name']:<28} {r['bytes'] / 1e6:9.1f} MB {r['seconds'] * 1e6:10.1f} µs {r['GB/s']:9.1f} GB/s")
     ratio = results[0]["GB/s"] / results[1]["GB/s"]
+    adam_ratio = results[2]["GB/s"] / results[3]["GB/s"]
     print(f"fused / copy bandwidth: {ratio:.1%} (target on a GPU: ≥ 85%)")
+    print(f"adam / copy bandwidth: {adam_ratio:.1%} (7 numbers moved per parameter; target on a GPU: ≥ 80%)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"environment": env, "kernels": results, "ratio": ratio}, fh, indent=2)
+            json.dump({"environment": env, "kernels": results, "ratio": ratio, "adam_ratio": adam_ratio}, fh, indent=2)
         print(f"wrote {args.json}")
     return 0
 

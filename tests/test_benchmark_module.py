@@ -72,3 +72,37 @@ def test_bench_precision_flag(capsys):
     assert "precision tf32 (computed in float32: no TF32 tensor cores on numpy" in capsys.readouterr().out
     assert main(["bench", "--backend", "numpy", "--sizes", "tiny", "--precision", "tf32", "--dtype", "float64"]) != 0
     assert "precision='tf32' needs dtype='float32'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss, optimizer", [("softmax_cross_entropy", "adam"), ("sigmoid_binary_cross_entropy", "momentum"),
+                                             ("mse", "adam")])
+def test_bench_cases_train_ours_and_torch_with_the_same_loss_and_optimizer(loss, optimizer):
+    pytest.importorskip("torch", reason="the torch case needs PyTorch")
+    from gpubackprop.backends import get_backend
+
+    backend, training = get_backend("numpy"), benchmark.Training(loss, optimizer)
+    ours = benchmark.make_ours(backend, [6, 5, 3], 8, "float64", training=training)
+    theirs = benchmark.make_torch(backend, [6, 5, 3], 8, "float64", training=training)
+    assert (ours.net.loss, ours.net.optimizer.name) == (loss, optimizer)
+    for _ in range(3):  # the same losses step after step: same data, loss and update rule
+        assert ours.step() == pytest.approx(theirs.step(), rel=1e-12)
+
+
+def test_bench_with_a_classification_loss_and_adam(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--backend", "numpy", "--sizes", "8,4,3@4", "--seconds", "0.02", "--no-torch",
+                 "--loss", "softmax_cross_entropy", "--optimizer", "adam", "--json", str(path)]) == 0
+    assert "loss softmax_cross_entropy, optimizer adam" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    assert (data["loss"], data["optimizer"]) == ("softmax_cross_entropy", "adam")
+    assert main(["bench", "--backend", "numpy", "--sizes", "tiny", "--loss", "softmax_cross_entropy"]) == 2
+    assert "needs at least 2 outputs" in capsys.readouterr().err
+
+
+def test_bench_kernels_times_the_adam_update_against_a_copy_of_7_numbers_per_parameter(tmp_path, capsys):
+    path = tmp_path / "kernels.json"
+    assert main(["bench", "--backend", "numpy", "--kernels", "--seconds", "0.02", "--json", str(path)]) == 0
+    assert "adam / copy bandwidth" in capsys.readouterr().out
+    kernels = json.loads(path.read_text())["kernels"]
+    assert [k["name"] for k in kernels][2:] == ["adam_update (fused)", "device copy, same bytes"]
+    assert kernels[2]["bytes"] == kernels[3]["bytes"] == 7 * kernels[0]["bytes"] // 3 > 0  # n params: 7n vs 3n numbers

@@ -24,6 +24,10 @@ Per epoch (``steps_per_call`` steps per call; the report divides, so figures are
 
 ``precision="tf32"``: ours with ``MLP(precision="tf32")``, the floor's GEMMs in TF32, torch with
 ``torch.set_float32_matmul_precision("high")`` while it runs (and captures).
+
+``training`` (a :class:`Training`: loss and optimizer): every case but the floor trains with that
+loss and optimizer, ours and torch alike (torch's softmax cross-entropy on integer labels, ours on
+one-hot rows already on the device; torch's Adam with ``capturable=True`` where it is captured).
 """
 from __future__ import annotations
 
@@ -103,11 +107,34 @@ class Case:
         return statistics.median(self.samples) / self.steps_per_call if self.samples else None
 
 
-def _data(sizes, batch, seed=0):
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """What every case trains with: a loss of ``gpubackprop.losses`` and an optimizer of
+    ``gpubackprop.optimizers`` (at their default settings)."""
+
+    loss: str = "mse"
+    optimizer: str = "sgd"
+
+    def describe(self) -> str:
+        return f"loss {self.loss}, optimizer {self.optimizer}"
+
+
+MSE_SGD = Training()
+
+
+def _data(sizes, batch, seed=0, loss="mse"):
+    """(X, Y, labels): Y as ours takes it (values; one-hot rows for softmax cross-entropy;
+    probabilities for binary cross-entropy), labels the classes behind softmax's rows (else None)."""
     rng = numpy.random.default_rng(seed)
     X = rng.standard_normal((batch, sizes[0]))
-    Y = rng.uniform(-1.0, 1.0, (batch, sizes[-1]))
-    return X, Y
+    if loss == "softmax_cross_entropy":
+        labels = rng.integers(0, sizes[-1], batch)
+        Y = numpy.zeros((batch, sizes[-1]))
+        Y[numpy.arange(batch), labels] = 1.0
+        return X, Y, labels
+    if loss == "sigmoid_binary_cross_entropy":
+        return X, rng.uniform(0.0, 1.0, (batch, sizes[-1])), None
+    return X, rng.uniform(-1.0, 1.0, (batch, sizes[-1])), None
 
 
 def torch_status():
@@ -122,11 +149,12 @@ def torch_status():
     return torch, None
 
 
-def make_ours(backend, sizes, batch, dtype, precision="fp32") -> Case:
+def make_ours(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) -> Case:
     from ..mlp import MLP
 
-    net = MLP(sizes, dtype=dtype, precision=precision, backend=backend, seed=0)
-    X, Y = _data(sizes, batch)
+    net = MLP(sizes, loss=training.loss, optimizer=training.optimizer, dtype=dtype, precision=precision,
+              backend=backend, seed=0)
+    X, Y, _ = _data(sizes, batch, loss=training.loss)
     X, Y = backend.asarray(X, dtype), backend.asarray(Y, dtype)
     lr = LEARNING_RATE
 
@@ -136,13 +164,14 @@ def make_ours(backend, sizes, batch, dtype, precision="fp32") -> Case:
     return Case("gpubackprop", step, backend.timer(), net=net)
 
 
-def make_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT) -> Case:
+def make_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT, training=MSE_SGD) -> Case:
     """One epoch of ``MLP.fit`` per call over ``batches`` full batches, the data already on the
     device in the network's dtype (as a user who cares would pass it), a new seed each epoch."""
     from ..mlp import MLP
 
-    net = MLP(sizes, dtype=dtype, precision=precision, backend=backend, seed=0)
-    X, Y = _data(sizes, batch * batches)
+    net = MLP(sizes, loss=training.loss, optimizer=training.optimizer, dtype=dtype, precision=precision,
+              backend=backend, seed=0)
+    X, Y, _ = _data(sizes, batch * batches, loss=training.loss)
     X, Y = backend.asarray(X, dtype), backend.asarray(Y, dtype)
     seeds = itertools.count()
     lr = LEARNING_RATE
@@ -200,9 +229,10 @@ def _torch_device(backend, name, threads=None, needs_cuda=False):
     return torch, device, backend.timer()
 
 
-def _torch_model(torch, device, sizes, batch, dtype, rows=None):
+def _torch_model(torch, device, sizes, batch, dtype, rows=None, loss="mse"):
     """Parameters as ours start (same initial weights), data on ``device``, and the loss of a
-    batch as a function: forward (F.linear, sigmoid), L = Σ (ŷ − y)² / (2 batch)."""
+    batch as a function: forward (F.linear, sigmoid), then L = Σ (ŷ − y)² / (2 batch), or
+    F.cross_entropy on integer labels, or F.binary_cross_entropy_with_logits summed / batch."""
     import torch.nn.functional as F
 
     from ..mlp import MLP
@@ -213,11 +243,13 @@ def _torch_model(torch, device, sizes, batch, dtype, rows=None):
     for W, b in init:
         params.append(torch.tensor(W, dtype=tdtype, device=device, requires_grad=True))
         params.append(torch.tensor(b, dtype=tdtype, device=device, requires_grad=True))
-    X, Y = _data(sizes, rows or batch)
+    X, Y, labels = _data(sizes, rows or batch, loss=loss)
     X = torch.tensor(X, dtype=tdtype, device=device)
-    Y = torch.tensor(Y, dtype=tdtype, device=device)
+    Y = torch.tensor(Y, dtype=tdtype, device=device) if labels is None else torch.tensor(labels, device=device)
     layers = [(params[2 * i], params[2 * i + 1]) for i in range(len(init))]
-    scale = 0.5 / batch
+    scale = (0.5 if loss == "mse" else 1.0) / batch
+    criterion = {"mse": F.mse_loss, "softmax_cross_entropy": None,
+                 "sigmoid_binary_cross_entropy": F.binary_cross_entropy_with_logits}[loss]
 
     def loss_of(X, Y):
         a = X
@@ -225,7 +257,9 @@ def _torch_model(torch, device, sizes, batch, dtype, rows=None):
             a = F.linear(a, W, b)
             if i < len(layers) - 1:
                 a = torch.sigmoid(a)
-        return F.mse_loss(a, Y, reduction="sum") * scale
+        if criterion is None:
+            return F.cross_entropy(a, Y)
+        return criterion(a, Y, reduction="sum") * scale
 
     return params, X, Y, loss_of
 
@@ -251,12 +285,19 @@ def _matmul_precision(torch, precision):
     return _TF32Matmuls(torch) if precision == "tf32" else contextlib.nullcontext()
 
 
-def make_torch(backend, sizes, batch, dtype, threads=None, precision="fp32") -> Case:
+def _torch_optimizer(torch, params, training, graphed=False):
+    """torch.optim's optimizer of ``training`` at its default settings, as ours (momentum 0.9)."""
+    if training.optimizer == "adam":
+        return torch.optim.Adam(params, lr=LEARNING_RATE, capturable=graphed)  # capturable: inside a graph
+    return torch.optim.SGD(params, lr=LEARNING_RATE, momentum=0.9 if training.optimizer == "momentum" else 0.0)
+
+
+def make_torch(backend, sizes, batch, dtype, threads=None, precision="fp32", training=MSE_SGD) -> Case:
     torch, device, timer = _torch_device(backend, "torch", threads)
     if torch is None:
         return Case("torch", unavailable=device)
-    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype)
-    opt = torch.optim.SGD(params, lr=LEARNING_RATE)
+    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype, loss=training.loss)
+    opt = _torch_optimizer(torch, params, training)
     matmul_precision = _matmul_precision(torch, precision)
 
     def step():
@@ -289,13 +330,13 @@ def _capture(torch, device, work, optimizer, precision):
     return graph, outputs
 
 
-def make_torch_graphed(backend, sizes, batch, dtype, precision="fp32") -> Case:
+def make_torch_graphed(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) -> Case:
     torch, device, timer = _torch_device(backend, "torch_graphed", needs_cuda=True)
     if torch is None:
         return Case("torch_graphed", unavailable=device)
-    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype)
+    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype, loss=training.loss)
 
-    optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
+    optimizer = _torch_optimizer(torch, params, training, graphed=True)
 
     def work():
         loss = loss_of(X, Y)
@@ -312,18 +353,19 @@ def make_torch_graphed(backend, sizes, batch, dtype, precision="fp32") -> Case:
     return Case("torch_graphed", step, timer)
 
 
-def make_torch_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT) -> Case:
+def make_torch_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT,
+                   training=MSE_SGD) -> Case:
     """PyTorch's best epoch loop: per step one index copy and one graph replay (gather, step,
     loss summed on the device, all captured); per epoch a device randperm and one read."""
     torch, device, timer = _torch_device(backend, "torch_fit", needs_cuda=True)
     if torch is None:
         return Case("torch_fit", unavailable=device)
     n = batch * batches
-    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype, rows=n)
+    params, X, Y, loss_of = _torch_model(torch, device, sizes, batch, dtype, rows=n, loss=training.loss)
     index = torch.arange(batch, device=device)
     total = torch.zeros((), dtype=torch.float64, device=device)
 
-    optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
+    optimizer = _torch_optimizer(torch, params, training, graphed=True)
 
     def work():
         loss = loss_of(torch.index_select(X, 0, index), torch.index_select(Y, 0, index))
@@ -356,14 +398,14 @@ def torch_event_timer(torch, device):
 
 
 def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, precision="fp32",
-               fit_batches=FIT_BATCHES_DEFAULT):
-    cases = [make_ours(backend, sizes, batch, dtype, precision),
-             make_fit(backend, sizes, batch, dtype, precision, fit_batches),
+               fit_batches=FIT_BATCHES_DEFAULT, training=MSE_SGD):
+    cases = [make_ours(backend, sizes, batch, dtype, precision, training),
+             make_fit(backend, sizes, batch, dtype, precision, fit_batches, training),
              make_floor(backend, sizes, batch, dtype, precision)]
     if with_torch:
-        cases.append(make_torch(backend, sizes, batch, dtype, threads, precision))
-        cases.append(make_torch_graphed(backend, sizes, batch, dtype, precision))
-        cases.append(make_torch_fit(backend, sizes, batch, dtype, precision, fit_batches))
+        cases.append(make_torch(backend, sizes, batch, dtype, threads, precision, training))
+        cases.append(make_torch_graphed(backend, sizes, batch, dtype, precision, training))
+        cases.append(make_torch_fit(backend, sizes, batch, dtype, precision, fit_batches, training))
     else:
         cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_graphed", "torch_fit"))
     return cases
@@ -391,3 +433,29 @@ def kernel_cases(backend, dtype, n):
     timer = backend.timer()
     return [(Case("sigmoid_backward (fused)", fused, timer), 3 * n * itemsize),
             (Case("device copy, same bytes", copy, timer), 2 * m * itemsize)]
+
+
+def adam_kernel_cases(backend, dtype, n):
+    """The fused Adam update over n parameters (reads θ, g, m, v; writes θ, m, v: 7 numbers per
+    parameter, plus the one-thread step-count kernel) and a raw device copy of the same bytes
+    (3.5 n read, 3.5 n written); with their bytes moved."""
+    rng = numpy.random.default_rng(2)
+    param, grad = backend.asarray(rng.uniform(-1, 1, n), dtype), backend.asarray(rng.uniform(-1e-3, 1e-3, n), dtype)
+    m, v = backend.asarray(numpy.zeros(n), dtype), backend.asarray(numpy.zeros(n), dtype)
+    step = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
+    c = 7 * n // 2
+    src, dst = backend.empty((c,), dtype), backend.empty((c,), dtype)
+    scratch, activate = {}, backend.activate
+
+    def fused():
+        with activate():
+            backend.adam_update(param, grad, m, v, step, 1e-9, 0.9, 0.999, 1e-8, 0.0, None, scratch)
+
+    def copy():
+        with activate():
+            backend.device_copy(dst, src)
+
+    itemsize = numpy.dtype(dtype).itemsize
+    timer = backend.timer()
+    return [(Case("adam_update (fused)", fused, timer), 7 * n * itemsize),
+            (Case("device copy, same bytes", copy, timer), 2 * c * itemsize)]

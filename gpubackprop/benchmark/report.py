@@ -8,7 +8,8 @@ import platform
 import statistics
 import time
 
-from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, gemm_flops, kernel_cases, make_cases, torch_status
+from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, MSE_SGD, adam_kernel_cases, gemm_flops, kernel_cases, make_cases, \
+    torch_status
 from .timing import blas_info, run_interleaved
 
 
@@ -53,12 +54,12 @@ class Row:
 
 
 def bench_size(backend, name, sizes, batch, dtype="float32", seconds=1.0, with_torch=True, threads=None, cases_out=None,
-               precision="fp32"):
+               precision="fp32", training=MSE_SGD):
     """Rows (ours per step and per epoch of fit, floor, torch eager, graphed, and its epoch loop)
     for one size, measured side by side. ``cases_out``: a list that receives the timed cases (for
     reports that need more than the rows)."""
     cases = make_cases(backend, sizes, batch, dtype, with_torch, threads, precision,
-                       FIT_BATCHES.get(name, FIT_BATCHES_DEFAULT))
+                       FIT_BATCHES.get(name, FIT_BATCHES_DEFAULT), training)
     if cases_out is not None:
         cases_out.extend(cases)
     rounds, _ = run_interleaved(cases, seconds=seconds, min_rounds=3 if seconds < 0.5 else 5)
@@ -117,13 +118,17 @@ def kernel_size(backend, dtype="float32", start=1 << 22, limit=1 << 26, target_s
 
 
 def bench_kernels(backend, dtype="float32", n=None, seconds=1.0):
-    """The fused sigmoid backward against a raw device copy that moves the same bytes.
+    """The fused sigmoid backward, then the fused Adam update (over n parameters), each against a
+    raw device copy that moves the same bytes, each pair timed in interleaved rounds.
 
-    Returns a list of dicts: name, bytes moved per call, seconds per call, GB/s.
+    Returns a list of dicts, [sigmoid, its copy, adam, its copy]: name, bytes moved per call,
+    seconds per call, GB/s.
     """
     n = kernel_size(backend, dtype) if n is None else n
-    pairs = kernel_cases(backend, dtype, n)
-    cases = [case for case, _ in pairs]
-    run_interleaved(cases, seconds=seconds, min_rounds=5)
-    return [{"name": case.name, "bytes": nbytes, "seconds": case.seconds, "GB/s": nbytes / case.seconds / 1e9}
-            for case, nbytes in pairs]
+    results = []
+    for make in (kernel_cases, adam_kernel_cases):
+        pairs = make(backend, dtype, n)
+        run_interleaved([case for case, _ in pairs], seconds=seconds, min_rounds=5)
+        results += [{"name": case.name, "bytes": nbytes, "seconds": case.seconds, "GB/s": nbytes / case.seconds / 1e9}
+                    for case, nbytes in pairs]
+    return results
