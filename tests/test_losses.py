@@ -161,3 +161,22 @@ def test_predict_proba_and_classes(rng):
     assert bce.predict_classes(X).shape == (9, 2)
     with pytest.raises(ValueError, match="not a classification loss"):
         gb.MLP([3, 1], backend="numpy").predict_proba(X)
+
+
+@pytest.mark.parametrize("dtype, big", [("float32", 1e4), ("float64", 1e300)])
+def test_the_network_at_extreme_logits_is_finite_and_silent_under_errstate_raise(dtype, big):
+    # Through the network the library's own errstate applies: the documented underflow of e^(z - max)
+    # to 0 does not signal, and nothing else does either.
+    net = gb.MLP([2, 3], loss="softmax_cross_entropy", optimizer="adam", dtype=dtype, backend="numpy")
+    net.set_params([(numpy.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]]) * big, numpy.zeros(3))])
+    X = numpy.array([[1.0, 0.0], [-1.0, 0.0]])
+    with numpy.errstate(all="raise"):
+        result = net.evaluate(X, [0, 0])
+        loss, grads = net.loss_and_grads(X, [1, 0])
+        step_loss = net.train_step(X, [0, 2], 1e-3)
+        proba = net.predict_proba(X)
+        history = net.fit(X, [0, 1], epochs=2, batch_size=2, lr=1e-3, progress=False)
+    assert (result.loss, result.accuracy) == (pytest.approx(big), 0.5)  # row 1: label 0 sits 2·big below the max
+    assert loss == pytest.approx(2 * big) and step_loss == pytest.approx(big / 2)
+    assert all(numpy.isfinite(g).all() for pair in grads for g in pair)
+    assert numpy.isfinite(proba).all() and numpy.isfinite(history.loss).all()
