@@ -145,7 +145,7 @@ def _plot(rows, path, env):
     ax.set_xticks(range(len(sizes)), sizes)
     ax.set_yscale("log")
     ax.set_ylabel("samples/s (log)")
-    ax.set_title(f"train_step throughput, {env['backend']} on {env['device']}")
+    ax.set_title(f"training throughput per step, {env['backend']} on {env['device']}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
