@@ -347,7 +347,7 @@ def _run(args) -> int:
                                          beta1=args.beta1, beta2=args.beta2, eps=args.eps,
                                          weight_decay=args.weight_decay)
     except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc).replace("_", "-") if "applies to" in str(exc) else str(exc)) from None
+        raise UsageError(str(exc)) from None
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     if args.patience is not None and args.patience < 1:
         raise UsageError(f"--patience must be a positive number of epochs, got {args.patience}")

@@ -525,6 +525,8 @@ class MLP:
 
     def __repr__(self):
         loss = "" if self.loss == "mse" else f"loss={self.loss!r}, "
+        if self.optimizer.name != "sgd":
+            loss += f"optimizer={self.optimizer.name!r}, "
         precision = "" if self.precision == "fp32" else f"precision={self.precision_note!r}, "
         return (f"MLP({self.layer_sizes}, hidden_activation={self.hidden_activation!r}, "
                 f"output_activation={self.output_activation!r}, {loss}dtype={self.dtype.name!r}, {precision}"

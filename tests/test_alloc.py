@@ -72,6 +72,34 @@ def test_steady_state_train_step_allocates_nothing(sizes, batch, hidden, output,
     assert peak - start <= slack(dtype), f"a step allocated {peak - start} bytes at its peak"
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss, optimizer, options", [
+    ("softmax_cross_entropy", "adam", {"weight_decay": 0.01}),
+    ("sigmoid_binary_cross_entropy", "momentum", {"nesterov": True, "weight_decay": 0.01}),
+    ("mse", "adam", {}),
+])
+def test_classification_losses_and_optimizers_allocate_nothing_either(loss, optimizer, options, dtype):
+    # Targets as rows (one-hot for softmax): integer labels are turned into rows on the host per call.
+    sizes, batch = [64, 96, 64], 96
+    net = gb.MLP(sizes, hidden_activation="relu", loss=loss, optimizer=optimizer, dtype=dtype, backend="numpy",
+                 seed=0, **options)
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(0.0, 1.0, (batch, sizes[0])).astype(dtype)
+    Y = gb.validation.one_hot(rng.integers(0, sizes[-1], batch), sizes[-1]).astype(dtype)
+    net.train_step(X, Y, 1e-3)
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(STEPS):
+            net.train_step(X, Y, 1e-3)
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert end - start <= NOISE, f"memory grew by {end - start} bytes over {STEPS} steps"
+    assert peak - start <= slack(dtype), f"a step allocated {peak - start} bytes at its peak"
+
+
 def test_the_check_would_see_a_temporary_array():
     # The measurement itself: a step that makes one activation-sized temporary is caught.
     net = gb.MLP([64, 96, 64], dtype="float32", backend="numpy", seed=0)

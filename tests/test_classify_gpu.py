@@ -56,7 +56,10 @@ def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes):
         loss_gpu, grad_gpu, correct_gpu = run(gpu, "softmax_cross_entropy", z, y, cp.asarray)
         assert numpy.isfinite(grad_gpu).all() and numpy.isfinite(loss_gpu)
         assert loss_gpu == pytest.approx(loss, rel=RTOL[dtype] * (10 if dtype == "float32" else 1))
-        numpy.testing.assert_allclose(grad_gpu, grad, rtol=RTOL[dtype], atol=RTOL[dtype] / rows)
+        # float32: each row's sum of exponentials runs in another order than NumPy's pairwise sum
+        # (up to 1000 terms here): a few units of 2^-24 · √classes, hence 5e-5.
+        grad_rtol = 5e-5 if dtype == "float32" else RTOL[dtype]
+        numpy.testing.assert_allclose(grad_gpu, grad, rtol=grad_rtol, atol=grad_rtol / rows)
         assert correct_gpu == correct
 
 

@@ -266,7 +266,9 @@ class NumpyBackend(Backend):
         arg = scratch_buffer(scratch, (2, rows), numpy.int64, self.empty)
         numpy.argmax(z, axis=1, out=arg[0])  # first maximum, as the kernel's strict >
         numpy.argmax(y, axis=1, out=arg[1])
-        correct[...] = numpy.count_nonzero(arg[0] == arg[1])
+        hit = scratch_buffer(scratch, (rows,), numpy.bool_, self.empty)
+        numpy.equal(arg[0], arg[1], hit)
+        correct[...] = numpy.count_nonzero(hit)
         return loss
 
     def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
