@@ -1,24 +1,28 @@
 """The ``gpubackprop`` command: demo (the lesson, checked), info (what is installed and usable),
-and the commands of their own modules (train, bench), each with ``add_arguments(parser)`` and
-``main(args) -> int``.
+and the commands of their own modules (train, predict, bench), each with ``add_arguments(parser)``
+and ``main(args) -> int``.
+
+Exit codes: 0 done, 1 a check failed or training diverged, 2 a usage, data or memory error (one
+line on stderr, never a traceback), 130 interrupted (Ctrl-C), 141 the reader of stdout went away
+(``gpubackprop demo | head``: quietly, as a program killed by SIGPIPE).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
 import numpy
 
-from . import __version__, cli_bench, cli_train, lesson
-from .backends import available_backends, describe, get_backend, probe_cupy
-
-BACKEND_HELP = "auto (default), numpy, cupy (the first GPU) or cupy:N"
+from . import __version__, cli_bench, cli_predict, cli_train, lesson
+from .backends import ENV_VAR, available_backends, describe, get_backend, probe_cupy
+from .cli_common import add_backend_argument, one_line
 
 
 # ---------------------------------------------------------------------- demo
 def add_demo_arguments(parser):
-    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
+    add_backend_argument(parser)
 
 
 def demo(args) -> int:
@@ -55,6 +59,9 @@ def info(args) -> int:
     if problem:
         print(f"cupy backend unavailable: {problem}")
     print(f"auto selects: {describe(get_backend('auto'))}")
+    chosen = os.environ.get(ENV_VAR)
+    if chosen:
+        print(f"{ENV_VAR}={chosen} selects: {describe(get_backend(None))}")  # a bad value: an error, exit 2
     return 0
 
 
@@ -62,16 +69,25 @@ def info(args) -> int:
 COMMANDS = {
     "demo": ("run the lesson's 2-2-1 example and check every printed number", add_demo_arguments, demo),
     "info": ("versions, available backends, and why a missing one is missing", lambda parser: None, info),
-    "bench": ("throughput: train_step beside its GEMM floor and PyTorch eager, per size",
+    "train": ("train an MLP on a data file or the built-in task (or continue a checkpoint: --init); "
+              "report, save, plot the loss", cli_train.add_arguments, cli_train.main),
+    "predict": ("the outputs of a saved network for the rows of a data file, to a file or stdout",
+                cli_predict.add_arguments, cli_predict.main),
+    "bench": ("throughput: train_step and fit beside the GEMM floor and PyTorch, per size",
               cli_bench.add_arguments, cli_bench.main),
-    "train": ("train an MLP on a data file or the built-in task; report, save, plot the loss",
-              cli_train.add_arguments, cli_train.main),
 }
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="gpubackprop", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = argparse.ArgumentParser(
+        prog="gpubackprop", description="Multilayer perceptrons trained with the matrix form of backpropagation, "
+        "on a CUDA GPU (CuPy) or the CPU (NumPy).",
+        epilog="exit codes: 0 done, 1 a check failed or training diverged, 2 a usage, data or memory error, "
+               "130 interrupted (Ctrl-C), 141 stdout closed early (a pipe)")
+    parser.add_argument("--version", action="version", version=f"gpubackprop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                title="commands", description=f"one of {', '.join(COMMANDS)}; "
+                                f"'gpubackprop COMMAND --help' tells more")
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(cmd)
@@ -79,12 +95,42 @@ def build_parser():
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _stdout_gone() -> int:
+    """The reader of stdout has gone (a closed pipe): end quietly. Point stdout at /dev/null so
+    that the interpreter's last flush at exit does not fail again."""
     try:
-        return args.handler(args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return 130
+    prefix = f"gpubackprop {args.command}: error:"
+    try:
+        # The library already keeps NumPy quiet where its own checks report (training); the command
+        # line never shows a NumPy warning anywhere (e.g. a prediction that overflows to Inf).
+        with numpy.errstate(all="ignore"):
+            code = args.handler(args)
+        sys.stdout.flush()  # here, so that a closed pipe is met now and not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
+    except KeyboardInterrupt:
+        print(f"gpubackprop {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError as exc:  # numpy's _ArrayMemoryError says what it could not allocate
+        print(one_line(f"{prefix} out of memory: {exc or type(exc).__name__}; use smaller sizes (--layers, "
+                       f"--samples, --batch-size, the data)"), file=sys.stderr)
+        return 2
     except (ValueError, TypeError, RuntimeError, OSError) as exc:
-        print(f"gpubackprop {args.command}: error: {exc}", file=sys.stderr)
+        print(one_line(f"{prefix} {exc}"), file=sys.stderr)
         return 2
 
 

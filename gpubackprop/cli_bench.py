@@ -13,11 +13,12 @@ import numpy
 
 from . import benchmark, losses, optimizers
 from .backends import describe, get_backend
+from .cli_common import add_backend_argument
 from .validation import DTYPES, PRECISIONS, check_precision
 
 
 def add_arguments(parser):
-    parser.add_argument("--backend", default="auto", help="auto (default), numpy, cupy (the first GPU) or cupy:N")
+    add_backend_argument(parser)
     parser.add_argument("--dtype", default="float32", choices=DTYPES)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="GEMM arithmetic of every case: fp32 (default) or tf32 (TF32 tensor cores; float32 only)")

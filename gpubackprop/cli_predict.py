@@ -1,0 +1,70 @@
+"""``gpubackprop predict``: the outputs of a saved network for every row of a data file.
+
+``--model MODEL.npz`` is a checkpoint (``gpubackprop train --save``, ``MLP.save``); ``--data`` an
+.npz file with an array ``X`` or a .csv file whose columns are the inputs (``--target-columns``
+leaves some out, e.g. the targets of a training file). ``--out FILE.csv`` or ``FILE.npz`` (array
+``Y``) receives the outputs, written atomically and only once all of them are computed; without
+``--out`` they go to stdout as CSV.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy
+
+from .backends import describe
+from .cli_common import UsageError, add_backend_argument, check_writable, replace_atomically
+from .cli_train import DataError, load_features
+from .errors import CheckpointError
+from .mlp import MLP
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", required=True, metavar="MODEL.npz", help="the saved network")
+    parser.add_argument("--data", required=True, metavar="FILE", help="FILE.npz (array X) or FILE.csv (the inputs)")
+    parser.add_argument("--target-columns", metavar="COLS",
+                        help="CSV only: comma-separated columns to leave out, 0-based indices or header names")
+    parser.add_argument("--out", metavar="FILE", help="FILE.csv or FILE.npz (array Y); default: CSV on stdout")
+    parser.add_argument("--batch-size", type=int, help="rows computed at a time (default: chunks of about 16 MiB)")
+    add_backend_argument(parser)
+
+
+def _writer(path):
+    suffix = str(path).lower().rsplit(".", 1)[-1] if "." in str(path) else ""
+    if suffix == "npz":
+        return lambda Y, handle: numpy.savez(handle, Y=Y)
+    if suffix == "csv":
+        return lambda Y, handle: _write_csv(Y, handle)
+    raise UsageError(f"--out {path}: unknown format; use FILE.csv or FILE.npz")
+
+
+def _write_csv(Y, handle):
+    header = ",".join(f"y{j}" for j in range(Y.shape[1]))
+    numpy.savetxt(handle, Y, delimiter=",", header=header, comments="", fmt="%.9g" if Y.dtype == numpy.float32 else "%.17g")
+
+
+def main(args) -> int:
+    write = None
+    if args.out:
+        write = _writer(args.out)
+        check_writable("--out", args.out)
+    try:
+        net = MLP.load(args.model, backend=args.backend)
+    except CheckpointError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    X = load_features(args.data, args.target_columns)
+    if X.shape[1] != net.layer_sizes[0]:
+        raise DataError(f"{args.data} has {X.shape[1]} input column(s) but the network {args.model} takes "
+                        f"{net.layer_sizes[0]} ({'-'.join(map(str, net.layer_sizes))})"
+                        + ("; leave the target columns out with --target-columns" if X.shape[1] > net.layer_sizes[0] else ""))
+    Y = net.predict(X, batch_size=args.batch_size)
+    if not numpy.isfinite(Y).all():
+        print(f"gpubackprop predict: warning: {int((~numpy.isfinite(Y)).sum())} output(s) are NaN/Inf "
+              f"(inputs far outside what the network was trained on?)", file=sys.stderr)
+    if write is None:
+        _write_csv(Y, sys.stdout)
+        return 0
+    replace_atomically(args.out, lambda handle: write(Y, handle))
+    print(f"backend: {describe(net.backend)}; {X.shape[0]} rows through {'-'.join(map(str, net.layer_sizes))}; "
+          f"wrote {args.out}")
+    return 0
