@@ -173,14 +173,16 @@ def test_predict_errors_are_one_line_and_leave_the_output_as_it_was(tmp_path):
     assert listing(tmp_path) == before and (tmp_path / "y.csv").read_text() == "precious\n"
 
 
-def test_init_continues_training_from_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_init_continues_training_from_the_checkpoint(tmp_path, optimizer):
     X = make_data(tmp_path)
     common = ["--backend", "numpy", "--data", "d.npz", "--val-fraction", 0, "--dtype", "float64"]
-    assert run(tmp_path, "train", *common, "--epochs", 2, "--save", "first.npz").returncode == 0
+    assert run(tmp_path, "train", *common, "--epochs", 2, "--optimizer", optimizer, "--save", "first.npz").returncode == 0
     done = run(tmp_path, "train", "--backend", "numpy", "--data", "d.npz", "--val-fraction", 0, "--init", "first.npz",
                "--epochs", 1, "--lr", 0.05, "--seed", 3, "--save", "second.npz")
     assert done.returncode == 0, done.stderr
-    assert "3-32-32-1, sigmoid hidden, identity output, float64" in done.stdout and "from first.npz" in done.stdout
+    assert "3-32-32-1, sigmoid hidden, identity output, loss mse, float64" in done.stdout
+    assert "from first.npz" in done.stdout and optimizer in done.stdout.lower()
     # the same as the library continuing the saved network
     with numpy.load(tmp_path / "d.npz") as archive:
         Y = archive["Y"]
@@ -195,6 +197,8 @@ def test_init_continues_training_from_the_checkpoint(tmp_path):
     (["--layers", "3,8,1"], "--layers 3,8,1 contradicts --init first.npz, which holds 3,32,32,1"),
     (["--dtype", "float32"], "--dtype float32 contradicts --init first.npz, which holds float64"),
     (["--activation", "relu"], "--activation relu contradicts"),
+    (["--optimizer", "adam"], "--optimizer adam contradicts --init first.npz, which holds sgd"),
+    (["--momentum", "0.5"], "--momentum: with --init the optimizer and its settings come from first.npz"),
     (["--data", "two.csv"], "takes 3 input(s) and gives 1 output(s), but the data has 1 feature"),
 ])
 def test_init_conflicts_are_errors(tmp_path, args, fragment):
