@@ -43,10 +43,11 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingInterrupted(KeyboardInterrupt):
     """``fit`` was interrupted (Ctrl-C: a KeyboardInterrupt) during epoch ``epoch``.
 
-    Every step is whole with respect to an interrupt (a step's update is one operation, applied or
-    not), so the parameters are those after the last complete step. ``history`` holds the epochs
-    completed before it (a ``training.History``). A KeyboardInterrupt: uncaught, it stops the
-    program as Ctrl-C does.
+    A step writes all the weights and biases in one operation (one ufunc call, one kernel launch),
+    applied whole or not at all, so they are those after the last complete step. (Momentum's and
+    Adam's state is written by separate operations beside it: an interrupt between them leaves
+    that state one step apart from the weights.) ``history`` holds the epochs completed before it
+    (a ``training.History``). A KeyboardInterrupt: uncaught, it stops the program as Ctrl-C does.
     """
 
     def __init__(self, history, epoch: int):

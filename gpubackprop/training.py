@@ -336,8 +336,9 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
                         history.stopped_early = epoch < epochs
                         break
     except KeyboardInterrupt:
-        # A step's update is one operation (one ufunc call, one kernel launch): applied whole or not
-        # at all. Wait for queued work, so that the parameters read next are those of the last step.
+        # A step writes all the weights in one operation (one ufunc call, one kernel launch): applied
+        # whole or not at all. Wait for queued work, so that the parameters read next are those of
+        # the last step.
         backend.synchronize()
         raise TrainingInterrupted(history, epoch) from None
     finally:
