@@ -32,7 +32,7 @@ import numpy
 from . import activations, checkpoint, losses, optimizers
 from .backends import describe
 from .cli_common import UsageError, add_backend_argument, check_writable, one_line
-from .errors import BatchTooLargeError, CheckpointError, NonFiniteLossError, TrainingInterrupted
+from .errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
 from .mlp import MLP
 from .validation import DTYPES, PRECISIONS, check_labels, one_hot
 
@@ -595,9 +595,6 @@ def _run(args) -> int:
                           on_epoch=on_epoch)
     except NonFiniteLossError as exc:
         print(one_line(f"gpubackprop train: error: training diverged: {exc}; try a smaller --lr"), file=sys.stderr)
-        return 1
-    except BatchTooLargeError as exc:
-        print(one_line(f"gpubackprop train: error: {exc}"), file=sys.stderr)
         return 1
     except TrainingInterrupted as exc:
         history, interrupted = exc.history, exc.epoch

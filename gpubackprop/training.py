@@ -101,7 +101,7 @@ class History:
             return "History(0 epochs)"
         last = self.records[-1]
         extra = "".join(f", {key}={last[key]:.4g}" for key in ("val_loss", "accuracy", "val_accuracy") if key in last)
-        return f"History({len(self)} epochs, loss={last['loss']:.4g}{extra}, samples_per_s={last['samples_per_s']:.4g})"
+        return f"History({len(self)} epoch{'' if len(self) == 1 else 's'}, loss={last['loss']:.4g}{extra}, samples_per_s={last['samples_per_s']:.4g})"
 
 
 class Evaluation(float):
