@@ -67,8 +67,8 @@ def add_arguments(parser):
     parser.add_argument("--layers", metavar="SIZES",
                         help="layer sizes, e.g. 2,32,32,1 (default: inputs,32,32,outputs of the data)")
     parser.add_argument("--init", metavar="MODEL.npz",
-                        help="continue training this saved network (its sizes, activations, dtype and precision; "
-                             "options that contradict the file are errors)")
+                        help="continue training this saved network (its sizes, activations, loss, optimizer and "
+                             "its state, dtype and precision; options that contradict the file are errors)")
     parser.add_argument("--activation", choices=activations.HIDDEN, help="hidden activation (default sigmoid)")
     parser.add_argument("--output-activation", choices=activations.OUTPUT, help="output activation (default identity)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"passes over the training data (default {DEFAULT_EPOCHS})")
