@@ -4,7 +4,8 @@
 .npz file with an array ``X`` or a .csv file whose columns are the inputs (``--target-columns``
 leaves some out, e.g. the targets of a training file). ``--out FILE.csv`` or ``FILE.npz`` (array
 ``Y``) receives the outputs, written atomically and only once all of them are computed; without
-``--out`` they go to stdout as CSV.
+``--out`` they go to stdout as CSV. For a network trained with a classification loss, ``--output
+probabilities`` or ``--output classes`` gives those instead of the raw outputs (logits).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy
 from .backends import describe
 from .cli_common import UsageError, add_backend_argument, check_writable, replace_atomically
 from .cli_train import DataError, load_features
+from . import losses
 from .errors import CheckpointError
 from .mlp import MLP
 
@@ -25,6 +27,9 @@ def add_arguments(parser):
     parser.add_argument("--target-columns", metavar="COLS",
                         help="CSV only: comma-separated columns to leave out, 0-based indices or header names")
     parser.add_argument("--out", metavar="FILE", help="FILE.csv or FILE.npz (array Y); default: CSV on stdout")
+    parser.add_argument("--output", choices=("values", "probabilities", "classes"), default="values",
+                        help="values (default: the network's outputs; logits for a classification loss), or for a "
+                             "classification loss the probabilities or the predicted classes")
     parser.add_argument("--batch-size", type=int, help="rows computed at a time (default: chunks of about 16 MiB)")
     add_backend_argument(parser)
 
@@ -39,8 +44,10 @@ def _writer(path):
 
 
 def _write_csv(Y, handle):
+    Y = Y.reshape(len(Y), -1)  # classes of a softmax network: one column
     header = ",".join(f"y{j}" for j in range(Y.shape[1]))
-    numpy.savetxt(handle, Y, delimiter=",", header=header, comments="", fmt="%.9g" if Y.dtype == numpy.float32 else "%.17g")
+    fmt = "%d" if Y.dtype.kind in "iu" else "%.9g" if Y.dtype == numpy.float32 else "%.17g"  # every digit
+    numpy.savetxt(handle, Y, delimiter=",", header=header, comments="", fmt=fmt)
 
 
 def main(args) -> int:
@@ -52,13 +59,20 @@ def main(args) -> int:
         net = MLP.load(args.model, backend=args.backend)
     except CheckpointError as exc:
         raise UsageError(f"--model: {exc}") from None
+    if args.output != "values" and net.loss not in losses.CLASSIFICATION:
+        raise UsageError(f"--output {args.output} needs a network trained with a classification loss "
+                         f"({', '.join(losses.CLASSIFICATION)}); {args.model} was trained with {net.loss}")
     X = load_features(args.data, args.target_columns)
     if X.shape[1] != net.layer_sizes[0]:
         raise DataError(f"{args.data} has {X.shape[1]} input column(s) but the network {args.model} takes "
                         f"{net.layer_sizes[0]} ({'-'.join(map(str, net.layer_sizes))})"
                         + ("; leave the target columns out with --target-columns" if X.shape[1] > net.layer_sizes[0] else ""))
     Y = net.predict(X, batch_size=args.batch_size)
-    if not numpy.isfinite(Y).all():
+    if args.output == "probabilities":
+        Y = losses.probabilities(net.loss, Y)
+    elif args.output == "classes":
+        Y = losses.classes(net.loss, Y)
+    if Y.dtype.kind == "f" and not numpy.isfinite(Y).all():
         print(f"gpubackprop predict: warning: {int((~numpy.isfinite(Y)).sum())} output(s) are NaN/Inf "
               f"(inputs far outside what the network was trained on?)", file=sys.stderr)
     if write is None:

@@ -331,3 +331,25 @@ def test_version_and_help_list_every_command(capsys):
     for name in cli.COMMANDS:
         assert f"    {name} " in out
     assert {"demo", "info", "train", "predict", "bench"} <= set(cli.COMMANDS)
+
+
+def test_predict_classes_and_probabilities_of_a_classifier(tmp_path):
+    done = run(tmp_path, "train", "--backend", "numpy", "--loss", "softmax_cross_entropy", "--samples", 300,
+               "--epochs", 2, "--save", "spirals.npz")
+    assert done.returncode == 0, done.stderr
+    net = gb.MLP.load(tmp_path / "spirals.npz", backend="numpy")
+    X = numpy.random.default_rng(2).uniform(-3, 3, size=(50, 2))
+    numpy.savez(tmp_path / "x.npz", X=X)
+    for output, expected in (("classes", net.predict_classes(X)), ("probabilities", net.predict_proba(X))):
+        done = run(tmp_path, "predict", "--model", "spirals.npz", "--data", "x.npz", "--output", output,
+                   "--out", f"{output}.npz", "--backend", "numpy")
+        assert done.returncode == 0, done.stderr
+        with numpy.load(tmp_path / f"{output}.npz") as archive:
+            numpy.testing.assert_array_equal(archive["Y"], expected)
+    done = run(tmp_path, "predict", "--model", "spirals.npz", "--data", "x.npz", "--output", "classes",
+               "--backend", "numpy")
+    assert done.stdout.splitlines()[1:] == [str(c) for c in net.predict_classes(X)]
+    # a regression network has no classes
+    assert run(tmp_path, "train", "--backend", "numpy", "--samples", 100, "--epochs", 1, "--save", "reg.npz").returncode == 0
+    done = run(tmp_path, "predict", "--model", "reg.npz", "--data", "x.npz", "--output", "classes")
+    assert_one_line_error(done, 2, "--output classes needs a network trained with a classification loss")
