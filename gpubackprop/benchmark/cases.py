@@ -204,10 +204,9 @@ def make_floor(backend, sizes, batch, dtype, precision="fp32") -> Case:
             with activate():
                 recorder.run(run_gemms, recordings, arrays=(), scalars=("floor",))
                 return float(last[0, 0])  # the one synchronisation a step has, as train_step's loss
-    else:  # the bare calls: nothing to replay and nothing to wait for
+    else:  # the bare calls: nothing to replay, nothing to wait for, no device to switch to
         def step():
-            with activate():
-                run_gemms()
+            run_gemms()
             return 0.0
 
     return Case("floor", step, backend.timer())
