@@ -10,6 +10,22 @@ typedef GB_REAL real;
 
 #define LOSS_THREADS 256
 
+// The block's LOSS_THREADS (sum, count) pairs added up in a fixed tree order (the same totals on
+// every run, no atomics); every thread of the block calls it, and the totals land in partial[0]
+// and hits[0] (shared arrays of LOSS_THREADS).
+__device__ __forceinline__ void block_sum_pair(real* partial, real* hits, real sum, real count) {
+    partial[threadIdx.x] = sum;
+    hits[threadIdx.x] = count;
+    __syncthreads();
+    for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) {
+            partial[threadIdx.x] = partial[threadIdx.x] + partial[threadIdx.x + half];
+            hits[threadIdx.x] = hits[threadIdx.x] + hits[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+}
+
 extern "C" __global__ void mse_loss_grad(const real* yhat, const real* y, real* grad, real* loss,
                                          long long n, real inv_batch) {
     __shared__ real partial[LOSS_THREADS];
@@ -79,16 +95,7 @@ extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_
         sum = sum + row_loss[i];
         count = count + row_hit[i];
     }
-    partial[threadIdx.x] = sum;
-    hits[threadIdx.x] = count;
-    __syncthreads();
-    for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) {
-            partial[threadIdx.x] = partial[threadIdx.x] + partial[threadIdx.x + half];
-            hits[threadIdx.x] = hits[threadIdx.x] + hits[threadIdx.x + half];
-        }
-        __syncthreads();
-    }
+    block_sum_pair(partial, hits, sum, count);
     if (threadIdx.x == 0) {
         loss[0] = partial[0] * inv_batch;
         correct[0] = hits[0];
@@ -119,16 +126,7 @@ extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z,
         grad[i] = (t - yi) * inv_batch;
         count = count + (((zi > (real)0) == (yi >= (real)0.5)) ? (real)1 : (real)0);
     }
-    partial[threadIdx.x] = sum;
-    hits[threadIdx.x] = count;
-    __syncthreads();
-    for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) {
-            partial[threadIdx.x] = partial[threadIdx.x] + partial[threadIdx.x + half];
-            hits[threadIdx.x] = hits[threadIdx.x] + hits[threadIdx.x + half];
-        }
-        __syncthreads();
-    }
+    block_sum_pair(partial, hits, sum, count);
     if (threadIdx.x == 0) {
         loss[0] = partial[0] * inv_batch;
         correct[0] = hits[0];

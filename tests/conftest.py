@@ -24,6 +24,24 @@ def backend(request):
     return gb.get_backend(request.param)
 
 
+# The gpu test files' handles: the cupy module and the two backends whose results they compare.
+@pytest.fixture(scope="module")
+def cp():
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return gb.get_backend("cupy")
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return gb.get_backend("numpy")
+
+
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(12345)

@@ -16,23 +16,6 @@ DTYPES = ("float32", "float64")
 RTOL = {"float32": 1e-5, "float64": 1e-12}
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-
-    return cupy
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    return gb.get_backend("cupy")
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    return gb.get_backend("numpy")
-
-
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(2025)

@@ -26,23 +26,6 @@ RTOL = {"float32": 1e-5, "float64": 1e-12}
 ATOL = {"float32": 1e-6, "float64": 1e-14}
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-
-    return cupy
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    return gb.get_backend("cupy")
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    return gb.get_backend("numpy")
-
-
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(2024)
