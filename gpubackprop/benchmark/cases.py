@@ -415,23 +415,9 @@ def kernel_cases(backend, dtype, n):
     raw device copy of the same bytes (1.5 n read, 1.5 n written); with their bytes moved."""
     g = backend.asarray(numpy.random.default_rng(0).uniform(-1, 1, n), dtype)
     a = backend.asarray(numpy.random.default_rng(1).uniform(0, 1, n), dtype)
-    out = backend.empty((n,), dtype)
-    m = 3 * n // 2
-    src, dst = backend.empty((m,), dtype), backend.empty((m,), dtype)  # a copy moves bytes, whatever they hold
-    scratch, activate = {}, backend.activate
-
-    def fused():
-        with activate():
-            backend.activation_backward(g, a, "sigmoid", out=out, scratch=scratch)
-
-    def copy():
-        with activate():
-            backend.device_copy(dst, src)
-
-    itemsize = numpy.dtype(dtype).itemsize
-    timer = backend.timer()
-    return [(Case("sigmoid_backward (fused)", fused, timer), 3 * n * itemsize),
-            (Case("device copy, same bytes", copy, timer), 2 * m * itemsize)]
+    out, scratch = backend.empty((n,), dtype), {}
+    return _beside_a_copy(backend, dtype, "sigmoid_backward (fused)", 3 * n,
+                          lambda: backend.activation_backward(g, a, "sigmoid", out=out, scratch=scratch))
 
 
 def adam_kernel_cases(backend, dtype, n):
@@ -442,13 +428,21 @@ def adam_kernel_cases(backend, dtype, n):
     param, grad = backend.asarray(rng.uniform(-1, 1, n), dtype), backend.asarray(rng.uniform(-1e-3, 1e-3, n), dtype)
     m, v = backend.asarray(numpy.zeros(n), dtype), backend.asarray(numpy.zeros(n), dtype)
     step = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
-    c = 7 * n // 2
-    src, dst = backend.empty((c,), dtype), backend.empty((c,), dtype)
-    scratch, activate = {}, backend.activate
+    scratch = {}
+    return _beside_a_copy(backend, dtype, "adam_update (fused)", 7 * n,
+                          lambda: backend.adam_update(param, grad, m, v, step, 1e-9, 0.9, 0.999, 1e-8, 0.0, None, scratch))
+
+
+def _beside_a_copy(backend, dtype, name, numbers, run):
+    """[(case, bytes moved)] for ``run()``, which moves ``numbers`` elements of ``dtype``, and for a
+    raw device copy of the same bytes (half of them read, half written), under the device."""
+    half = numbers // 2
+    src, dst = backend.empty((half,), dtype), backend.empty((half,), dtype)  # a copy moves bytes, whatever they hold
+    activate = backend.activate
 
     def fused():
         with activate():
-            backend.adam_update(param, grad, m, v, step, 1e-9, 0.9, 0.999, 1e-8, 0.0, None, scratch)
+            run()
 
     def copy():
         with activate():
@@ -456,5 +450,4 @@ def adam_kernel_cases(backend, dtype, n):
 
     itemsize = numpy.dtype(dtype).itemsize
     timer = backend.timer()
-    return [(Case("adam_update (fused)", fused, timer), 7 * n * itemsize),
-            (Case("device copy, same bytes", copy, timer), 2 * c * itemsize)]
+    return [(Case(name, fused, timer), numbers * itemsize), (Case("device copy, same bytes", copy, timer), 2 * half * itemsize)]
