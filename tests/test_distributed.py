@@ -1,0 +1,253 @@
+"""Data-parallel training over MPI, for real: each test launches ``mpiexec -n N`` on tests/mpi_worker.py.
+
+Without mpi4py or mpiexec these tests skip with the reason, except where GPUBACKPROP_REQUIRE_MPI is set
+(ci/cpu.sh sets it, having installed both): there a missing MPI is a failure, not a skip.
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+
+import gpubackprop as gb
+from gpubackprop import distributed
+from gpubackprop.backends import collectives
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mpi_worker  # noqa: E402  (the worker's data and settings, for the single-process references)
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = REPO / "tests" / "mpi_worker.py"
+
+
+def _mpiexec():
+    """mpiexec beside this Python (the mpich wheel puts it in the venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def _mpi_problem():
+    if importlib.util.find_spec("mpi4py") is None:
+        return f"mpi4py is not installed ({distributed.INSTALL_HINT})"
+    if _mpiexec() is None:
+        return f"no mpiexec beside {sys.executable} nor on PATH ({distributed.INSTALL_HINT})"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_mpi_problem() is not None and not os.environ.get("GPUBACKPROP_REQUIRE_MPI"),
+                               reason=str(_mpi_problem()))
+
+
+def mpirun(n, scenario, out, *, backend="numpy", timeout=120, env=None, check=True):
+    """Run the worker on ``n`` ranks; returns (completed process, seconds, [per-rank results])."""
+    problem = _mpi_problem()
+    assert problem is None, problem  # only reached where GPUBACKPROP_REQUIRE_MPI demands MPI
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                   **(env or {})}
+    environment.pop("GPUBACKPROP_BACKEND", None)
+    start = time.monotonic()
+    done = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario, str(out), backend],
+                          capture_output=True, text=True, timeout=timeout, env=environment)
+    seconds = time.monotonic() - start
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    results = []
+    for rank in range(n):
+        path = Path(out) / f"rank{rank}.npz"
+        results.append(dict(numpy.load(path)) if path.exists() else None)
+    return done, seconds, results
+
+
+def reference_net():
+    """The single-process network of the references: rank 0's initial parameters."""
+    return gb.MLP(mpi_worker.LAYERS, hidden_activation="tanh", dtype="float64", backend="numpy", seed=100)
+
+
+def flat(net):
+    return mpi_worker.flat_params(net)
+
+
+def assert_close(actual, expected, rtol=1e-12):
+    scale = numpy.max(numpy.abs(expected))
+    assert numpy.max(numpy.abs(numpy.asarray(actual) - expected)) <= rtol * scale, (actual, expected)
+
+
+# ---------------------------------------------------------------------- on N ranks
+@needs_mpi
+def test_replicas_equal_bit_for_bit_after_every_epoch(tmp_path):
+    _, _, ranks = mpirun(2, "replicas", tmp_path)
+    zero, one = ranks
+    assert str(zero["sync"]) == "mpi"
+    # Different seeds per rank, equal replicas: rank 0's parameters were broadcast.
+    assert not numpy.array_equal(zero["initial"], one["initial"])
+    for epoch in range(3):
+        assert numpy.array_equal(zero[f"params{epoch}"], one[f"params{epoch}"]), f"epoch {epoch}"
+        # The history is the global one, the same on every rank.
+        for key in ("loss", "val", "rate"):
+            assert zero[f"{key}{epoch}"] == one[f"{key}{epoch}"], (key, epoch)
+    assert not numpy.array_equal(zero["params0"], zero["params2"])  # it trained
+    assert zero["loss2"] < zero["loss0"]
+
+
+@needs_mpi
+def test_two_ranks_train_as_one_process_on_the_concatenated_batches(tmp_path):
+    _, _, ranks = mpirun(2, "steps", tmp_path)
+    X, Y = mpi_worker.data(2 * mpi_worker.BATCH * 3)
+    halves = [(X[:len(X) // 2], Y[:len(X) // 2]), (X[len(X) // 2:], Y[len(X) // 2:])]
+    net = reference_net()
+    rows = mpi_worker.BATCH
+    losses = []
+    for step in range(3):
+        part = slice(step * rows, (step + 1) * rows)
+        Xb = numpy.concatenate([h[0][part] for h in halves])
+        Yb = numpy.concatenate([h[1][part] for h in halves])
+        losses.append(net.train_step(Xb, Yb, mpi_worker.LR))
+    for result in ranks:
+        assert_close(result["losses"], numpy.array(losses))
+        assert_close(result["params"], flat(net))
+    assert numpy.array_equal(ranks[0]["params"], ranks[1]["params"])
+
+
+@needs_mpi
+def test_uneven_shards_on_three_ranks_oversubscribed(tmp_path):
+    # Shards of 11, 10 and 7 rows in batches of 4: 3, 3 and 2 steps; rank 2 takes part in the third
+    # step without rows. Three ranks on this machine's cores: oversubscribed.
+    _, _, ranks = mpirun(3, "uneven", tmp_path)
+    X, Y = mpi_worker.data(28)
+    sizes, b = [11, 10, 7], mpi_worker.BATCH
+    shards = []
+    for r, size in enumerate(sizes):
+        start = sum(sizes[:r])
+        shards.append((X[start:start + size], Y[start:start + size]))
+    net = reference_net()
+    for epoch in range(3):
+        weighted = 0.0
+        for step in range(3):
+            Xb = numpy.concatenate([s[0][step * b:(step + 1) * b] for s in shards])
+            Yb = numpy.concatenate([s[1][step * b:(step + 1) * b] for s in shards])
+            weighted += net.train_step(Xb, Yb, mpi_worker.LR) * len(Xb)
+        for result in ranks:
+            assert_close(result[f"params{epoch}"], flat(net))
+            assert_close(result[f"loss{epoch}"], weighted / 28)
+        assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[2][f"params{epoch}"])
+
+
+@needs_mpi
+def test_nan_on_one_rank_refuses_the_step_on_every_rank(tmp_path):
+    _, _, ranks = mpirun(2, "nan", tmp_path)
+    for result in ranks:
+        assert bool(result["refused"]) and bool(result["unchanged"])
+        assert "no parameter was changed" in str(result["message"])
+        assert bool(result["fit_refused"])
+    assert numpy.array_equal(ranks[0]["after"], ranks[1]["after"])
+    assert not numpy.array_equal(ranks[0]["after"], ranks[0]["initial"])
+
+
+@needs_mpi
+def test_different_arguments_on_the_ranks_are_an_error_everywhere(tmp_path):
+    _, _, ranks = mpirun(2, "mismatch", tmp_path)
+    for result in ranks:
+        message = str(result["error"])
+        assert "batch_size" in message and "rank 0: 4" in message and "rank 1: 5" in message, message
+        assert bool(result["unchanged"])
+
+
+@needs_mpi
+@pytest.mark.parametrize("failure", ["hang", "leave", "raise", "die"])
+def test_a_failed_rank_ends_the_others_with_an_error_in_bounded_time(tmp_path, failure):
+    deadline = 3.0
+    done, seconds, ranks = mpirun(2, failure, tmp_path, env={"WORKER_TIMEOUT": str(deadline)}, check=False,
+                                  timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert ranks == [None, None], "a rank finished its training"
+    assert seconds < deadline + 20, (seconds, output)
+    if failure in ("hang", "leave"):  # only the deadline can tell: the survivor says what happened
+        assert "DistributedTimeoutError" in output and f"did not complete within {deadline:g} s" in output, output
+        assert "another rank died, hangs or stopped taking part" in output
+    elif failure == "raise":  # the failing rank aborts the job at once, with its traceback
+        assert "rank 1 failed on purpose" in output and seconds < deadline + 10, output
+
+
+@needs_mpi
+def test_checkpoint_of_a_data_parallel_run_loads_in_one_process(tmp_path):
+    _, _, ranks = mpirun(2, "checkpoint", tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".npz" and not p.name.startswith("rank"))
+    assert files == ["model.npz"]  # rank 0 alone saved
+    net = gb.MLP.load(tmp_path / "model.npz")
+    assert numpy.array_equal(flat(net), ranks[0]["params"])
+    assert numpy.array_equal(flat(net), ranks[1]["params"])
+
+
+# ---------------------------------------------------------------------- without MPI
+def test_importing_gpubackprop_does_not_import_mpi4py():
+    code = "import sys, gpubackprop, gpubackprop.distributed; sys.exit('mpi4py' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+
+
+def test_without_mpi4py_the_distributed_api_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now raises ImportError
+    with pytest.raises(distributed.DistributedUnavailableError, match=r"pip install 'gpubackprop\[distributed\]'"):
+        distributed.init()
+    assert isinstance(distributed.DistributedUnavailableError("x"), ImportError)
+
+
+def test_launcher_world_size_comes_from_the_environment(monkeypatch):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.launched_world_size() == 1
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    assert distributed.launched_world_size() == 4
+
+
+def test_nccl_is_chosen_only_when_every_rank_has_its_own_gpu_and_nccl():
+    one_each = [("node0", "0000:01:00.0", None), ("node0", "0000:02:00.0", None), ("node1", "0000:01:00.0", None)]
+    assert collectives.nccl_problem(one_each) is None
+    shared = one_each + [("node1", "0000:01:00.0", None)]
+    assert "ranks 2 and 3 share the GPU 0000:01:00.0 on node1" in collectives.nccl_problem(shared)
+    missing = [("node0", "0000:01:00.0", None), ("node0", "0000:02:00.0", "NCCL is not installed")]
+    assert collectives.nccl_problem(missing) == "rank 1: NCCL is not installed"
+
+
+# ---------------------------------------------------------------------- GPU
+def _gpus():
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        return 0
+
+
+@pytest.mark.gpu
+@needs_mpi
+def test_two_ranks_on_one_gpu_use_the_host_staged_all_reduce(tmp_path):
+    _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy:0")
+    assert str(ranks[0]["sync"]) == "mpi (host-staged)"
+    cpu = tmp_path / "cpu"
+    cpu.mkdir()
+    _, _, reference = mpirun(2, "replicas", cpu)
+    for epoch in range(3):
+        assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[1][f"params{epoch}"])
+        assert_close(ranks[0][f"params{epoch}"], reference[0][f"params{epoch}"])
+
+
+@pytest.mark.gpu
+@needs_mpi
+@pytest.mark.skipif(_gpus() < 2, reason="the NCCL path needs two GPUs")
+def test_nccl_all_reduce_inside_the_recorded_step(tmp_path):
+    _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy")
+    assert str(ranks[0]["sync"]) == "nccl"
+    cpu = tmp_path / "cpu"
+    cpu.mkdir()
+    _, _, reference = mpirun(2, "replicas", cpu)
+    for epoch in range(3):
+        assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[1][f"params{epoch}"])
+        assert_close(ranks[0][f"params{epoch}"], reference[0][f"params{epoch}"])
