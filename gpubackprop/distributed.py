@@ -265,8 +265,11 @@ class Communicator:
                                        f"pass the same value")
 
     # ------------------------------------------------------------------ networks
-    def gradient_sync(self, backend) -> "GradientSync":
-        """The (cached) gradient all-reduce for networks on ``backend`` (collective: every rank calls it)."""
+    def gradient_sync(self, backend) -> "GradientSync | None":
+        """The (cached) gradient all-reduce for networks on ``backend``; collective (every rank calls
+        it). None for a single rank: its steps are the ordinary ones, bit for bit."""
+        if self.world_size == 1:
+            return None
         hit = self._syncs.get(id(backend))
         if hit is None or hit[0] is not backend:
             from .backends.collectives import transport_for
@@ -279,19 +282,35 @@ class Communicator:
         ranks must hold the same architecture (checked first, with an error naming the difference)."""
         self.agree("the network", layer_sizes=list(net.layer_sizes), activations=list(net.activations),
                    dtype=net.dtype.name)
-        self.gradient_sync(net.backend).transport.broadcast(net._flat_params)
+        sync = self.gradient_sync(net.backend)
+        if sync is not None:
+            sync.transport.broadcast(net._flat_params)
 
-    def params_checksums(self, net):
-        """Every rank's CRC-32 of its parameter bytes, as a list (equal replicas give equal checksums)."""
-        mine = zlib.crc32(memoryview(numpy.ascontiguousarray(net.backend.to_numpy(net._flat_params))).cast("B"))
-        return [int(v) for v in self.allgather([mine], what="the replica check")[:, 0]]
+    def plan(self, net, rows: int, *, batch_size: int, **arguments) -> "Plan":
+        """What ``fit(..., comm=self)`` needs to train as one: checks that every rank passed the same
+        ``batch_size`` and ``arguments`` and the same architecture, broadcasts rank 0's parameters,
+        and agrees on the steps per epoch from every rank's ``rows``. Collective."""
+        self.agree("fit", batch_size=batch_size, **arguments)
+        self.broadcast_params(net)
+        counts = [int(c) for c in self.allgather([rows], what="the exchange of shard sizes")[:, 0]]
+        return Plan(self, net, counts, batch_size)
 
     def check_replicas(self, net, when=""):
         """Raise ``DistributedError`` on every rank unless every replica's parameters are bit-identical."""
-        sums = self.params_checksums(net)
-        if len(set(sums)) != 1:
-            raise DistributedError(f"the replicas' parameters differ{when} (CRC-32 per rank: "
-                                   f"{', '.join(f'{s:08x}' for s in sums)}): the ranks no longer train one network")
+        sums = self.allgather([params_crc(net)], what="the replica check")[:, 0]
+        _same_replicas(sums, when)
+
+
+def params_crc(net) -> int:
+    """CRC-32 of the network's parameter bytes (equal replicas give equal checksums)."""
+    return zlib.crc32(memoryview(numpy.ascontiguousarray(net.backend.to_numpy(net._flat_params))).cast("B"))
+
+
+def _same_replicas(checksums, when):
+    if len(set(checksums.tolist())) != 1:
+        raise DistributedError(f"the replicas' parameters differ{when} (CRC-32 per rank: "
+                               f"{', '.join(f'{int(c):08x}' for c in checksums)}): the ranks no longer "
+                               f"train one network")
 
 
 class GradientSync:
@@ -327,3 +346,33 @@ class GradientSync:
     def wait(self):
         """Wait, within the deadline, for the queued all-reduce (NCCL); a no-op where it completed already."""
         self.transport.wait()
+
+
+class Plan:
+    """How the ranks of one ``fit`` step through an epoch together.
+
+    Every rank cuts its shard into batches of ``batch_size`` rows (the last one partial); the epoch
+    has as many steps as the largest shard has batches (``steps``), and a rank whose shard ran out
+    takes part in the remaining steps' all-reduce with no rows (``idle_step``), so no rank waits
+    for a collective that the others never post. ``step_rows[s]``: the rows of step s over all
+    ranks (the weight of its loss in the epoch's mean); ``rows``: the rows of every shard.
+    """
+
+    def __init__(self, comm, net, counts, batch_size):
+        self.comm, self.counts, self.is_root = comm, counts, comm.is_root
+        self.sync = comm.gradient_sync(net.backend)
+        self.rows = sum(counts)
+        self.steps = max(-(-count // min(batch_size, count)) for count in counts)
+        self.step_rows = [sum(max(0, min(min(batch_size, count), count - s * min(batch_size, count)))
+                              for count in counts) for s in range(self.steps)]
+
+    def idle_step(self, net, lr) -> float:
+        """A step in which this rank has no rows: the all-reduce and the update; the global loss."""
+        return net._idle_step(lr, self.sync)
+
+    def end_epoch(self, net, epoch, seconds, val_error, val_rows):
+        """(the slowest rank's seconds, Σ validation squared error, Σ validation rows) over every rank,
+        after checking that every replica holds the same parameters, bit for bit."""
+        table = self.comm.allgather([seconds, val_error, val_rows, params_crc(net)], what=f"the end of epoch {epoch}")
+        _same_replicas(table[:, 3], f" after epoch {epoch}")
+        return float(table[:, 0].max()), float(table[:, 1].sum()), int(table[:, 2].sum())
