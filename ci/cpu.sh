@@ -9,6 +9,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-true}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# The test extra brings mpi4py and MPICH: here the distributed tests must run, never skip.
+export GPUBACKPROP_REQUIRE_MPI=1
 unset GPUBACKPROP_BACKEND GPUBACKPROP_KERNEL_DIR
 
 VENV=.venv-ci
