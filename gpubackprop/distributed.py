@@ -45,16 +45,23 @@ import zlib
 
 import numpy
 
+from .backends import available_backends
+from .backends.collectives import transport_for
+
 ENV_TIMEOUT = "GPUBACKPROP_COMM_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 INSTALL_HINT = "pip install 'gpubackprop[distributed]' (mpi4py and the MPICH library, both from PyPI)"
 # Environment variables through which MPI launchers announce the job's size (MPICH/Intel MPI's Hydra,
 # Open MPI, MVAPICH): how `gpubackprop train` knows it runs under mpiexec.
 _LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-# Polling a pending collective: spin this long first (the common case: the others are about to arrive),
-# then sleep between polls, so that oversubscribed ranks leave the cores to the ranks still computing.
-_SPIN_SECONDS = 2e-4
+# Polling a pending collective: spin (the common case: the others are about to arrive, and MPI makes
+# progress only while polled), yielding the core to any other runnable process after _SPIN_SECONDS (so
+# that oversubscribed ranks leave the cores to those still computing), and past _YIELD_SECONDS sleep
+# between polls (a long wait: another rank's step is much longer, or it has failed).
+_SPIN_SECONDS = 5e-5
+_YIELD_SECONDS = 2e-2
 _MAX_SLEEP = 1e-3
+_yield_core = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))  # no sched_yield on Windows
 
 
 class DistributedError(RuntimeError):
@@ -160,15 +167,10 @@ class Communicator:
 
     # ------------------------------------------------------------------ placement
     def device(self) -> str:
-        """The backend name for this rank: ``"cupy:<local rank>"`` (modulo the GPUs of this host) when a
-        CUDA device is usable, else ``"numpy"``."""
-        from .backends import probe_cupy
-
-        if probe_cupy():
-            return "numpy"
-        import cupy
-
-        return f"cupy:{self.local_rank % cupy.cuda.runtime.getDeviceCount()}"
+        """The backend for this rank: the accelerator of index ``local_rank`` (modulo those of this
+        host: more ranks than GPUs share them) when there is one, e.g. "cupy:1"; else "numpy"."""
+        accelerators = [name for name in available_backends() if name != "numpy"]
+        return accelerators[self.local_rank % len(accelerators)] if accelerators else "numpy"
 
     def shard(self, *arrays):
         """This rank's contiguous block of rows of each array (views, no copies): ``numpy.array_split``'s
@@ -196,17 +198,19 @@ class Communicator:
         ``on_timeout()`` (if given) and raise ``DistributedTimeoutError`` naming ``what``."""
         if done():
             return
-        now = time.monotonic()
-        spin_until, deadline, pause = now + _SPIN_SECONDS, now + self.timeout, 1e-5
+        start = time.monotonic()
+        pause = 1e-4
         while not done():
-            now = time.monotonic()
-            if now > deadline:
+            waited = time.monotonic() - start
+            if waited > self.timeout:
                 if on_timeout is not None:
                     on_timeout()
                 self._abandon(what)
-            if now > spin_until:
+            if waited > _YIELD_SECONDS:
                 time.sleep(pause)
                 pause = min(2 * pause, _MAX_SLEEP)
+            elif waited > _SPIN_SECONDS:
+                _yield_core()
 
     def _abandon(self, what):
         message = (f"rank {self.rank} of {self.world_size}: {what} did not complete within {self.timeout:g} s: "
@@ -272,8 +276,6 @@ class Communicator:
             return None
         hit = self._syncs.get(id(backend))
         if hit is None or hit[0] is not backend:
-            from .backends.collectives import transport_for
-
             hit = self._syncs[id(backend)] = (backend, GradientSync(self, transport_for(backend, self)))
         return hit[1]
 
