@@ -41,12 +41,14 @@ import os
 import pickle
 import sys
 import time
+import traceback
 import zlib
 
 import numpy
 
 from .backends import available_backends
 from .backends.collectives import transport_for
+from .errors import DistributedError, DistributedTimeoutError, DistributedUnavailableError
 
 ENV_TIMEOUT = "GPUBACKPROP_COMM_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
@@ -62,18 +64,6 @@ _SPIN_SECONDS = 5e-5
 _YIELD_SECONDS = 2e-2
 _MAX_SLEEP = 1e-3
 _yield_core = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))  # no sched_yield on Windows
-
-
-class DistributedError(RuntimeError):
-    """The ranks of a data-parallel run disagree (different arguments, diverged replicas) or one failed."""
-
-
-class DistributedTimeoutError(DistributedError):
-    """A collective did not complete within the deadline: another rank died, hangs or stopped taking part."""
-
-
-class DistributedUnavailableError(ImportError):
-    """mpi4py (or an MPI library) is missing; the message says how to install it."""
 
 
 def _mpi():
@@ -123,13 +113,16 @@ def _float_from_env(text):
 
 
 def _abort_on_unhandled_exception(mpi_comm):
-    previous = sys.excepthook
-    if getattr(previous, "_gpubackprop_aborts", False):
+    if getattr(sys.excepthook, "_gpubackprop_aborts", False):
         return
 
-    def hook(kind, value, traceback):
-        previous(kind, value, traceback)
+    def hook(kind, value, tb):
+        # One write, then a moment for the launcher to forward it: MPI_Abort tears the job down at once.
+        text = "".join(traceback.format_exception(kind, value, tb))
+        sys.stderr.write(f"{text}gpubackprop.distributed: rank {mpi_comm.Get_rank()} of {mpi_comm.Get_size()} "
+                         f"aborts the job after this error: {kind.__name__}\n")
         sys.stderr.flush()
+        time.sleep(0.2)
         mpi_comm.Abort(1)
 
     hook._gpubackprop_aborts = True
@@ -280,13 +273,17 @@ class Communicator:
         return hit[1]
 
     def broadcast_params(self, net):
-        """Every rank's parameters become rank 0's (bit for bit), whatever seed each rank used; the
-        ranks must hold the same architecture (checked first, with an error naming the difference)."""
+        """Every rank's parameters and optimizer state become rank 0's (bit for bit), whatever seed
+        each rank used; the ranks must hold the same network (architecture, loss, optimizer, dtype:
+        checked first, with an error naming the difference)."""
         self.agree("the network", layer_sizes=list(net.layer_sizes), activations=list(net.activations),
-                   dtype=net.dtype.name)
+                   dtype=net.dtype.name, loss=net._loss_spec.name, optimizer=net.optimizer.describe(),
+                   precision=net.precision)
         sync = self.gradient_sync(net.backend)
         if sync is not None:
-            sync.transport.broadcast(net._flat_params)
+            for array in (net._flat_params, net._optimizer_state, net._optimizer_step):
+                if array.size:
+                    sync.transport.broadcast(array)
 
     def plan(self, net, rows: int, *, batch_size: int, **arguments) -> "Plan":
         """What ``fit(..., comm=self)`` needs to train as one: checks that every rank passed the same
@@ -355,7 +352,7 @@ class Plan:
 
     Every rank cuts its shard into batches of ``batch_size`` rows (the last one partial); the epoch
     has as many steps as the largest shard has batches (``steps``), and a rank whose shard ran out
-    takes part in the remaining steps' all-reduce with no rows (``idle_step``), so no rank waits
+    takes part in the remaining steps' all-reduce with no rows (weight 0), so no rank waits
     for a collective that the others never post. ``step_rows[s]``: the rows of step s over all
     ranks (the weight of its loss in the epoch's mean); ``rows``: the rows of every shard.
     """
@@ -368,13 +365,11 @@ class Plan:
         self.step_rows = [sum(max(0, min(min(batch_size, count), count - s * min(batch_size, count)))
                               for count in counts) for s in range(self.steps)]
 
-    def idle_step(self, net, lr) -> float:
-        """A step in which this rank has no rows: the all-reduce and the update; the global loss."""
-        return net._idle_step(lr, self.sync)
-
-    def end_epoch(self, net, epoch, seconds, val_error, val_rows):
-        """(the slowest rank's seconds, Σ validation squared error, Σ validation rows) over every rank,
-        after checking that every replica holds the same parameters, bit for bit."""
-        table = self.comm.allgather([seconds, val_error, val_rows, params_crc(net)], what=f"the end of epoch {epoch}")
-        _same_replicas(table[:, 3], f" after epoch {epoch}")
-        return float(table[:, 0].max()), float(table[:, 1].sum()), int(table[:, 2].sum())
+    def end_epoch(self, net, epoch, seconds, val_total, val_correct, val_rows):
+        """(the slowest rank's seconds, then the sums over every rank of the validation's Σ loss·rows,
+        right predictions and rows), after checking that every replica holds the same parameters,
+        bit for bit."""
+        table = self.comm.allgather([seconds, val_total, val_correct, val_rows, params_crc(net)],
+                                    what=f"the end of epoch {epoch}")
+        _same_replicas(table[:, 4], f" after epoch {epoch}")
+        return float(table[:, 0].max()), float(table[:, 1].sum()), float(table[:, 2].sum()), int(table[:, 3].sum())

@@ -71,3 +71,15 @@ class BatchTooLargeError(MemoryError):
 
 class CheckpointError(ValueError):
     """A file that is not a readable gpubackprop checkpoint; the message names the file and why."""
+
+
+class DistributedError(RuntimeError):
+    """The ranks of a data-parallel run disagree (different arguments, diverged replicas) or one failed."""
+
+
+class DistributedTimeoutError(DistributedError):
+    """A collective did not complete within the deadline: another rank died, hangs or stopped taking part."""
+
+
+class DistributedUnavailableError(ImportError):
+    """mpi4py (or an MPI library) is missing; the message says how to install it."""

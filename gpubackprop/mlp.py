@@ -36,7 +36,11 @@ class _Workspace:
         self.grad_outputs = [empty((batch, n), dtype) for n in sizes[1:]]
         # Every ∂L/∂W and ∂L/∂b is a view into one flat buffer, so that one reduction over it
         # tells whether all of them are finite (train_step's check before the update).
-        self.grads = empty((sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:])),), dtype)
+        n_grads = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        # [gradients..., status (below), batch rows]: what a data-parallel step all-reduces, at once
+        # (gpubackprop.distributed); ``grads`` and ``status`` are views into it.
+        self.payload = empty((n_grads + 5,), dtype)
+        self.grads = self.payload[:n_grads]
         self.grad_weights, self.grad_biases, offset = [], [], 0
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             self.grad_weights.append(self.grads[offset:offset + n_out * n_in].reshape(n_out, n_in))
@@ -46,7 +50,7 @@ class _Workspace:
         # [loss, finite check of all gradients, finite check of the update, right predictions
         # (classification losses)]: read back in ONE device-to-host transfer per step. The update's
         # guard is the first three.
-        self.status = empty((4,), dtype)
+        self.status = self.payload[n_grads:n_grads + 4]
         backend.copyto(self.status, numpy.zeros(4))  # the count stays 0 where no loss writes it (mse)
         self.loss = self.status[0:1].reshape(())  # 0-d views: the loss kernel writes status[0]
         self.grad_check = self.status[1:2].reshape(())
@@ -61,7 +65,7 @@ class _Workspace:
         """Bytes that the buffers of one batch size take (for the out-of-memory message)."""
         per_row = sizes[0] + sizes[-1] + 2 * sum(sizes[1:])
         grads = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-        return (batch * per_row + grads + 4) * numpy.dtype(dtype).itemsize
+        return (batch * per_row + grads + 5) * numpy.dtype(dtype).itemsize
 
 
 class MLP:
@@ -254,7 +258,7 @@ class MLP:
             to_numpy = self.backend.to_numpy
             return loss, [(to_numpy(gW), to_numpy(gb)) for gW, gb in zip(ws.grad_weights, ws.grad_biases)]
 
-    def train_step(self, X, Y, lr, *, check_finite=True):
+    def train_step(self, X, Y, lr, *, check_finite=True, comm=None):
         """One step of the network's optimizer (SGD by default) on the batch (X, Y); returns the
         loss before the update.
 
@@ -266,16 +270,32 @@ class MLP:
         back in one transfer.
         ``check_finite=False`` skips it (and queues the update before reading the loss back): a
         bad batch then silently turns the parameters into NaN/Inf and the NaN loss is returned.
+
+        ``comm`` (a ``gpubackprop.distributed.Communicator``): a data-parallel step, called by every
+        rank with its own batch; it is the step on the concatenation of all ranks' batches, the same
+        on every rank (the loss returned too), and refused on every rank when any rank's is bad.
         """
         lr = validation.check_lr(lr, self.dtype)
         with self._lock, self.backend.activate(quiet=True):  # the checks report NaN/Inf, not NumPy
+            sync = None if comm is None else comm.gradient_sync(self.backend)
             X, Y = self._batch_inputs(X, Y)
-            return self._train_step(X, Y, self._workspace(X.shape[0]), lr, check_finite)
+            return self._train_step(X, Y, self._workspace(X.shape[0]), lr, check_finite, sync)
 
-    def _train_step(self, X, Y, ws, lr, check_finite=True):
-        """train_step on checked backend arrays of our dtype (X, Y may be ws.inputs/targets)."""
-        self._recorder.run(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
-                           arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
+    def _train_step(self, X, Y, ws, lr, check_finite=True, sync=None):
+        """train_step on checked backend arrays of our dtype (X, Y may be ws.inputs/targets).
+        ``sync``: the data-parallel all-reduce (``distributed.GradientSync``); X None then means
+        that this rank has no rows at this step (its shard ran out before the others')."""
+        if sync is None:
+            self._recorder.run(lambda: self._step(X, Y, ws, lr, check_finite), ws.recordings,
+                               arrays=(X, Y, self._flat_params), scalars=(lr, check_finite))
+        else:
+            step = lambda: self._step(X, Y, ws, lr, check_finite, sync=sync)  # noqa: E731
+            if X is not None and sync.capturable:  # the all-reduce recorded inside the step's graph
+                self._recorder.run(step, ws.recordings, arrays=(X, Y, self._flat_params),
+                                   scalars=(lr, check_finite, sync))
+            else:
+                step()
+            sync.wait()
         loss, grad_check, update_check, _ = ws.status.tolist()  # the one host synchronisation of a step
         if check_finite:
             # The guarded update was skipped (on the device, too) if any value is NaN/Inf.
@@ -287,18 +307,23 @@ class MLP:
                 raise NonFiniteLossError(loss, "update")
         return loss
 
-    def _step(self, X, Y, ws, lr, check_finite, totals=None):
+    def _step(self, X, Y, ws, lr, check_finite, totals=None, sync=None):
         """Forward, loss, backward, update: only queued work, no host synchronisation, so that a
         device backend can record it once and replay it (see the backend's recorder).
-        ``totals``: fit's per-epoch device accumulator (see ``Backend.accumulate_step``)."""
+        ``totals``: fit's per-epoch device accumulator (see ``Backend.accumulate_step``). ``sync``:
+        the data-parallel all-reduce of the gradients, loss and check, before the update's check."""
         ops = self.backend
-        self._loss_async(X, Y, ws)
-        self._backward(X, ws)
+        if X is not None:
+            self._loss_async(X, Y, ws)
+            self._backward(X, ws)
+            if check_finite:
+                # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
+                # so every gradient is checked too, in one pass over the flat gradient buffer.
+                ops.finite_check(ws.grads, out=ws.grad_check)
+        if sync is not None:  # every rank now holds the global batch's gradients, loss and checks
+            sync.reduce_mean(ws.payload, 0 if X is None else X.shape[0])
         guard = None
         if check_finite:
-            # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
-            # so every gradient is checked too, in one pass over the flat gradient buffer.
-            ops.finite_check(ws.grads, out=ws.grad_check)
             # The update is checked before it is applied: a candidate parameter (or optimizer
             # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
             # stores nothing.
@@ -367,16 +392,17 @@ class MLP:
 
     def fit(self, X, Y, *, epochs=training.DEFAULT_EPOCHS, batch_size=training.DEFAULT_BATCH_SIZE,
             lr=training.DEFAULT_LR, shuffle=True, seed=None, progress=None, validation_data=None, on_epoch=None,
-            patience=None, restore_best=True):
+            patience=None, restore_best=True, comm=None):
         """Mini-batch training with the network's optimizer over ``epochs`` passes of (X, Y)
         (defaults: 1 epoch, batches of 32, lr 0.01); returns a ``training.History`` (per epoch: loss,
         val_loss with validation_data, accuracy and val_accuracy for classification losses, seconds,
         samples_per_s). ``patience``: early stopping on the validation loss, restoring the best
-        parameters (``restore_best``). See ``gpubackprop.training.fit``."""
+        parameters (``restore_best``). ``comm``: data-parallel, each rank with its shard (see
+        ``gpubackprop.distributed``). See ``gpubackprop.training.fit``."""
         with self._lock, self.backend.activate(quiet=True):
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
                                 seed=seed, progress=progress, validation_data=validation_data, on_epoch=on_epoch,
-                                patience=patience, restore_best=restore_best)
+                                patience=patience, restore_best=restore_best, comm=comm)
 
     def predict(self, X, batch_size=None):
         """ŷ for every row of X as a NumPy array, computed in chunks. See ``gpubackprop.training.predict``."""

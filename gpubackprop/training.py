@@ -203,6 +203,15 @@ def _mean_loss(net, X, Y, chunk: int) -> "Evaluation":
     loss is the mean over its rows, so it is weighted by them), with the accuracy for a
     classification loss."""
     n = X.shape[0]
+    total, correct = _loss_sums(net, X, Y, chunk)
+    units = _accuracy_units(net)
+    return Evaluation(total / n, None if units is None else correct / (n * units))
+
+
+def _loss_sums(net, X, Y, chunk: int):
+    """(Σ loss·rows, Σ right predictions) over device arrays (X, Y) in chunks: ``_mean_loss`` before
+    the division, which a data-parallel fit makes after summing over the ranks."""
+    n = X.shape[0]
     total = correct = 0.0
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
@@ -212,8 +221,7 @@ def _mean_loss(net, X, Y, chunk: int) -> "Evaluation":
         loss, _, _, hits = ws.status.tolist()  # one transfer: the loss and the right predictions
         total += loss * (stop - start)
         correct += hits
-    units = _accuracy_units(net)
-    return Evaluation(total / n, None if units is None else correct / (n * units))
+    return total, correct
 
 
 # ---------------------------------------------------------------------- fit / predict
@@ -224,7 +232,7 @@ DEFAULT_LR = 0.01
 
 
 def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR, shuffle=True, seed=None,
-        progress=None, validation_data=None, on_epoch=None, patience=None, restore_best=True):
+        progress=None, validation_data=None, on_epoch=None, patience=None, restore_best=True, comm=None):
     """Train ``net`` with mini-batch steps of its optimizer; returns a :class:`History`.
 
     X: (samples, inputs), Y: (samples, outputs) or (samples,) when there is one output; NumPy,
@@ -243,6 +251,14 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     has not fallen below its lowest so far for k epochs in a row; with ``restore_best`` (the
     default) the parameters of the epoch with the lowest validation loss are put back at the end
     (the optimizer's state stays as the last step left it). Needs ``validation_data``.
+
+    ``comm`` (a ``gpubackprop.distributed.Communicator``): data-parallel training. Every rank calls
+    fit with its own shard (X, Y and validation_data) and the same other arguments; each step is one
+    step on the concatenation of the ranks' batches, and every rank ends with the same network and
+    the same history, whose figures are global (losses and accuracies over all ranks' rows, samples/s
+    of all ranks together). Each step's loss is read back (the ranks synchronise at every step's
+    all-reduce anyway), so a bad step raises at once, on every rank. The progress line shows on rank
+    0 only. See ``gpubackprop.distributed.Plan``.
     """
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
@@ -262,6 +278,10 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
         val = _to_device(net, X_val, Y_val, what="validation ")
 
     n = X.shape[0]
+    plan = None if comm is None else comm.plan(net, n, batch_size=batch_size, epochs=epochs, lr=lr, shuffle=shuffle,
+                                               validation=val is not None, patience=patience,
+                                               restore_best=restore_best)
+    rows = n if plan is None else plan.rows  # over every rank
     batch_size = min(batch_size, n)
     # Rows are gathered in this order (shuffled on the host each epoch when ``shuffle``, so every
     # backend sees the same batches, and copied to the device once per epoch) at a cursor that
@@ -289,7 +309,7 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
         best_params = backend.empty(net._flat_params.shape, net.dtype)
     best_loss, waited = math.inf, 0
 
-    bar = ProgressLine(epochs, n) if progress_wanted(progress) else None
+    bar = ProgressLine(epochs, n) if progress_wanted(progress) and (plan is None or plan.is_root) else None
     history = History()
     epoch = 1
     try:
@@ -300,25 +320,34 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
                 backend.copyto(order_dev, order)
             backend.copyto(cursor, zero_cursor)
             backend.copyto(totals, zero_totals)
-            for ws, steps, done in launches:
-                net._fit_launch(steps, X, Y, order_dev, cursor, ws, lr, totals)
-                if bar is not None and bar.due():  # a read (a wait) only when the line is redrawn
-                    elapsed = time.perf_counter() - start_time
-                    total, correct = read_totals(epoch)
-                    bar.update(epoch, done, total / done, done / elapsed if elapsed > 0 else 0.0,
-                               accuracy=None if units is None else correct / (done * units))
-            weighted, correct = read_totals(epoch)  # waits for the epoch's work
+            if plan is not None and plan.sync is not None:  # (one rank: the ordinary path)
+                weighted, correct = _data_parallel_epoch(net, X, Y, order_dev, lr, plan, batch_size, epoch, units)
+            else:
+                for ws, steps, done in launches:
+                    net._fit_launch(steps, X, Y, order_dev, cursor, ws, lr, totals)
+                    if bar is not None and bar.due():  # a read (a wait) only when the line is redrawn
+                        elapsed = time.perf_counter() - start_time
+                        total, correct = read_totals(epoch)
+                        bar.update(epoch, done, total / done, done / elapsed if elapsed > 0 else 0.0,
+                                   accuracy=None if units is None else correct / (done * units))
+                weighted, correct = read_totals(epoch)  # waits for the epoch's work
             seconds = time.perf_counter() - start_time
-            record = {"epoch": epoch, "loss": weighted / n}
-            if units is not None:
-                record["accuracy"] = correct / (n * units)
+            val_total = val_correct = val_rows = 0
             if val is not None:
-                measured = _mean_loss(net, val[0], val[1], chunk=_predict_chunk(net))
-                record["val_loss"] = measured.loss
+                val_total, val_correct = _loss_sums(net, val[0], val[1], chunk=_predict_chunk(net))
+                val_rows = val[0].shape[0]
+            if plan is not None:  # the slowest rank's time, the sums over the ranks; replicas checked
+                seconds, val_total, val_correct, val_rows = plan.end_epoch(net, epoch, seconds, val_total, val_correct,
+                                                                           val_rows)
+            record = {"epoch": epoch, "loss": weighted / rows}
+            if units is not None:
+                record["accuracy"] = correct / (rows * units)
+            if val is not None:
+                record["val_loss"] = val_total / val_rows
                 if units is not None:
-                    record["val_accuracy"] = measured.accuracy
+                    record["val_accuracy"] = val_correct / (val_rows * units)
             record["seconds"] = seconds
-            record["samples_per_s"] = n / seconds if seconds > 0 else math.inf
+            record["samples_per_s"] = rows / seconds if seconds > 0 else math.inf
             history.records.append(record)
             if bar is not None:
                 bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"),
@@ -347,6 +376,31 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     if best_params is not None and history.best_epoch is not None and history.best_epoch != len(history):
         backend.device_copy(net._flat_params, best_params)  # every W and b is a view into it
     return history
+
+
+def _data_parallel_epoch(net, X, Y, order, lr, plan, batch_size, epoch, units):
+    """One epoch of a data-parallel ``fit``, step by step: this rank's batches of the permutation
+    ``order``, then, if its shard ran out before the others', steps with no rows (they take part in
+    the all-reduce and the update). Returns (Σ loss·rows, Σ right predictions) over every rank."""
+    n, backend = X.shape[0], net.backend
+    weighted = correct = 0.0
+    ws = None
+    for step in range(plan.steps):
+        start = step * batch_size
+        batch = min(batch_size, n - start) if start < n else 0
+        if batch:
+            ws = net._workspace(batch)
+            index = order[start:start + batch]
+            backend.gather_rows(X, index, ws.inputs)
+            backend.gather_rows(Y, index, ws.targets)
+        try:
+            loss = net._train_step(ws.inputs if batch else None, ws.targets if batch else None, ws, lr, True, plan.sync)
+        except NonFiniteLossError as exc:  # on every rank: the all-reduced checks are the same everywhere
+            raise NonFiniteLossError(exc.loss, exc.where, epoch=epoch, batch=step + 1, batches=plan.steps) from None
+        weighted += loss * plan.step_rows[step]
+        if units is not None:
+            correct += float(ws.correct)  # the right predictions of every rank's batch, all-reduced
+    return weighted, correct
 
 
 def _launches(net, n, batch_size):

@@ -296,7 +296,7 @@ def test_batch_too_large_names_the_sizes_and_the_net_still_trains():
         net.train_step(X, Y, 0.1)
     error = info.value
     assert isinstance(error, MemoryError)
-    nbytes = 4 * (4096 * (3 + 2 + 2 * (4 + 2)) + (4 * 4 + 2 * 5) + 4)  # + the 4-slot status
+    nbytes = 4 * (4096 * (3 + 2 + 2 * (4 + 2)) + (4 * 4 + 2 * 5) + 5)  # + the 4-slot status, the batch rows
     assert error.batch == 4096 and error.nbytes == nbytes
     assert "4096 rows" in str(error) and str(nbytes) in str(error) and "[3, 4, 2]" in str(error)
     assert_params_unchanged(net, before)

@@ -1,8 +1,9 @@
 """Where a data-parallel step's all-reduce runs, per device (see ``gpubackprop.distributed``).
 
-A transport reduces a flat payload [values..., count] in place on every rank: each rank weights its
-values (means over its local batch) by its batch size, the weighted values and the batch sizes are
-summed over the ranks, and the sum is divided by the global batch size. Three transports:
+A transport reduces a flat payload [means..., count, rows] in place on every rank: each rank weights
+its means (over its local batch: gradients, loss, checks) by its batch's rows, the weighted means,
+the counts (right predictions) and the rows are summed over the ranks, and the weighted means are
+divided by the global rows. Three transports:
 
 - ``HostAllreduce`` (NumPy arrays): MPI all-reduce, in place, on the array itself.
 - ``NcclAllreduce`` (CuPy arrays): NCCL on the current stream: queued work only, so the step's CUDA
@@ -59,6 +60,11 @@ def nccl_problem(facts) -> str | None:
     return None
 
 
+def _views(payload):
+    """(payload, the means, all but the rows, the rows) of a payload [means..., count, rows]."""
+    return payload, payload[:-2], payload[:-1], payload[-1:]
+
+
 class HostAllreduce:
     """The MPI all-reduce of a NumPy payload, in place."""
 
@@ -67,22 +73,19 @@ class HostAllreduce:
 
     def __init__(self, comm):
         self._comm = comm
-        self._views = (None, None, None)  # (payload, values, count) of the last payload seen
-
-    def _split(self, payload):
-        if self._views[0] is not payload:
-            self._views = (payload, payload[:-1], payload[-1:])
-        return self._views[1], self._views[2]
+        self._views = (None, None, None, None)  # the last payload seen and its views
 
     def reduce_mean(self, payload, batch):
-        values, count = self._split(payload)
+        if self._views[0] is not payload:
+            self._views = _views(payload)
+        _, means, contribution, rows = self._views
         if batch:
-            numpy.multiply(values, batch, values)
+            numpy.multiply(means, batch, means)
         else:
-            values.fill(0)
-        count[0] = batch
+            contribution.fill(0)
+        rows[0] = batch
         self._comm.allreduce(payload, what="the gradient all-reduce")
-        numpy.divide(values, count, values)
+        numpy.divide(means, rows, means)
 
     def broadcast(self, array, root=0):
         self._comm.broadcast(array, root=root, what="the broadcast of rank 0's parameters")
@@ -119,10 +122,10 @@ class StagedAllreduce:
         payload.set(host)
 
     def broadcast(self, array, root=0):
-        host = self._pinned(array.reshape(-1))
-        array.reshape(-1).get(out=host)
+        host = self._pinned(array).reshape(array.shape)
+        array.get(out=host)
         self._host.broadcast(host, root)
-        array.reshape(-1).set(host)
+        array.set(host)
 
     def wait(self):
         pass
@@ -146,26 +149,23 @@ class NcclAllreduce:
         with self._device:
             self._nccl_comm = nccl.NcclCommunicator(comm.world_size, unique_id, comm.rank)
             self._event = cupy.cuda.Event(block=False, disable_timing=True)
-        self._types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
-        self._views = (None, None, None)
-
-    def _split(self, payload):
-        if self._views[0] is not payload:
-            self._views = (payload, payload[:-1], payload[-1:])
-        return self._views[1], self._views[2]
+        self._types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64, "int64": nccl.NCCL_INT64}
+        self._views = (None, None, None, None)
 
     def reduce_mean(self, payload, batch):
         cupy = self._cupy
-        values, count = self._split(payload)
+        if self._views[0] is not payload:
+            self._views = _views(payload)
+        _, means, contribution, rows = self._views
         if batch:
-            cupy.multiply(values, batch, out=values)
+            cupy.multiply(means, batch, out=means)
         else:
-            values.fill(0)
-        count.fill(batch)
+            contribution.fill(0)
+        rows.fill(batch)
         stream = cupy.cuda.get_current_stream()  # the capture stream while a graph records the step
         self._nccl_comm.allReduce(payload.data.ptr, payload.data.ptr, payload.size, self._types[payload.dtype.name],
                                   self._nccl.NCCL_SUM, stream.ptr)
-        cupy.divide(values, count, out=values)
+        cupy.divide(means, rows, out=means)
 
     def broadcast(self, array, root=0):
         stream = self._cupy.cuda.get_current_stream()
