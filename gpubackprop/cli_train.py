@@ -15,6 +15,11 @@ Each epoch's row is printed as soon as the epoch ends when stdout is not a termi
 file), so that a log follows the training; on a terminal the live progress line shows it and the
 table comes at the end. Ctrl-C stops after the current step: the table so far, the network saved
 if ``--save`` was given, exit code 130.
+
+Launched by ``mpiexec -n N`` (N > 1), it trains data-parallel (``gpubackprop.distributed``): every rank
+reads the same data and trains on its shard of the training and validation rows, each on the device
+of its local rank (``--backend`` auto or cupy; numpy or cupy:N are taken as given); rank 0 alone
+prints, saves and plots, and the figures are those of all ranks together.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import argparse
 import csv
 import itertools
 import math
+import os
 import sys
 import warnings
 import zipfile
@@ -29,10 +35,10 @@ from pathlib import Path
 
 import numpy
 
-from . import activations, checkpoint, losses, optimizers
-from .backends import describe
+from . import activations, checkpoint, distributed, losses, optimizers
+from .backends import ENV_VAR, describe
 from .cli_common import UsageError, add_backend_argument, check_writable, one_line
-from .errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
+from .errors import CheckpointError, DistributedError, NonFiniteLossError, TrainingInterrupted
 from .mlp import MLP
 from .validation import DTYPES, PRECISIONS, check_labels, one_hot
 
@@ -441,11 +447,16 @@ def plot_history(history, path, title, loss="mse"):
 
 # ---------------------------------------------------------------------- main
 def main(args) -> int:
+    stdout = sys.stdout  # silenced on the ranks other than 0 of a data-parallel run (see _run)
     try:
         return _run(args)
     except UsageError as exc:
         print(one_line(f"gpubackprop train: error: {exc}"), file=sys.stderr)
         return 2
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
 
 
 # What the options default to without --init; with it, what they leave out comes from the checkpoint.
@@ -562,20 +573,39 @@ def _run(args) -> int:
                       f"{BUILTIN_RANGE:g}), seed {args.seed}")
     (X_train, Y_train), val = split(X, Y, args.val_fraction, args.seed)
     sizes = parse_layers(args.layers, X.shape[1], n_out) if saved is None else _init_sizes(args, saved, X.shape[1], n_out)
+    n_train, n_val = X_train.shape[0], 0 if val is None else val[0].shape[0]
+
+    comm, backend_spec = None, args.backend
+    if distributed.launched_world_size() > 1:  # under mpiexec: every rank trains on its shard
+        comm = distributed.init()
+        if not comm.is_root:
+            sys.stdout = open(os.devnull, "w")  # rank 0 alone reports (main puts stdout back)
+        if (backend_spec or os.environ.get(ENV_VAR) or "auto") in ("auto", "cupy"):  # each rank on the GPU
+            backend_spec = comm.device()  # of its local rank, if any
+        try:
+            X_train, Y_train = comm.shard(X_train, Y_train)
+            val = None if val is None else comm.shard(*val)
+        except ValueError as exc:
+            raise DataError(f"{exc} (see --samples, the data file, --val-fraction)") from None
 
     output_activation = args.output_activation
     if classify and output_activation != "identity":
         raise UsageError(f"--loss {args.loss} takes logits: leave --output-activation at identity "
                          f"(the {args.loss.split('_')[0]} lives in the loss)")
     if saved is not None:
-        net = MLP.load(args.init, backend=args.backend)  # parameters and optimizer state as saved
+        net = MLP.load(args.init, backend=backend_spec)  # parameters and optimizer state as saved
     else:
         net = MLP(sizes, hidden_activation=args.activation, output_activation=output_activation, loss=args.loss,
-                  optimizer=optimizer, dtype=args.dtype, precision=args.precision, backend=args.backend,
+                  optimizer=optimizer, dtype=args.dtype, precision=args.precision, backend=backend_spec,
                   seed=args.seed)
     backend = net.backend
     print(f"backend: {describe(backend)}")
-    print(f"data: {source}; {X_train.shape[0]} training, {0 if val is None else val[0].shape[0]} validation samples")
+    if comm is not None:
+        sync = comm.gradient_sync(backend)
+        print(f"data-parallel: {comm.world_size} ranks (MPI), gradients all-reduced by {sync.name}"
+              + (f" ({sync.transport.reason})" if getattr(sync.transport, "reason", None) else "")
+              + f", batch {args.batch_size} per rank")
+    print(f"data: {source}; {n_train} training, {n_val} validation samples")
     print(f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden, {output_activation} output, loss {args.loss}, "
           f"{args.dtype}, precision {net.precision_note}" + (f", from {args.init}" if saved is not None else "")
           + f"; {optimizer.describe()} lr {lr:g}, batch {args.batch_size}, {_plural(args.epochs, 'epoch')}"
@@ -592,9 +622,12 @@ def _run(args) -> int:
     try:
         history = net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
                           seed=args.seed, progress=args.progress, validation_data=val, patience=args.patience,
-                          on_epoch=on_epoch)
-    except NonFiniteLossError as exc:
+                          on_epoch=on_epoch, comm=comm)
+    except NonFiniteLossError as exc:  # data-parallel: on every rank at once
         print(one_line(f"gpubackprop train: error: training diverged: {exc}; try a smaller --lr"), file=sys.stderr)
+        return 1
+    except DistributedError as exc:  # the ranks disagree, or one of them failed
+        print(one_line(f"gpubackprop train: error: {exc}"), file=sys.stderr)
         return 1
     except TrainingInterrupted as exc:
         history, interrupted = exc.history, exc.epoch
@@ -605,7 +638,7 @@ def _run(args) -> int:
             print(_row(record))  # (streamed rows are out already)
     if interrupted is not None:
         where = f"interrupted in epoch {interrupted}, after {_plural(len(history), 'complete epoch')}"
-        if args.save:
+        if args.save and (comm is None or comm.is_root):
             net.save(args.save)
             print(f"saved the network to {args.save} ({where}: the parameters after its last complete step)")
         print(f"gpubackprop train: {where}" + ("" if args.save else "; nothing saved (no --save)"), file=sys.stderr)
@@ -614,10 +647,10 @@ def _run(args) -> int:
         print(f"early stopping: no improvement for {_plural(args.patience, 'epoch')} after epoch {history.best_epoch}; "
               f"kept epoch {history.best_epoch}'s parameters (validation loss {history.val_loss[history.best_epoch - 1]:.3e})")
 
-    if args.save:
+    if args.save and (comm is None or comm.is_root):
         net.save(args.save)
         print(f"saved the network to {args.save}")
-    if args.plot:
+    if args.plot and (comm is None or comm.is_root):
         title = (f"gpubackprop train: {'-'.join(map(str, sizes))} {args.activation}, {args.loss}, {args.dtype}, "
                  f"{optimizer.name} lr {lr:g}, batch {args.batch_size}\n{source.split(';')[0]}; backend {backend.describe()}")
         plot_history(history, args.plot, title, loss=args.loss)
@@ -629,5 +662,5 @@ def _run(args) -> int:
     if history.val_accuracy:
         val_text += f", val accuracy {100 * history.val_accuracy[-1]:.2f}%"
     print(f"final: train loss {last:.3e} ({first / last:.1f}x below the first epoch's {first:.3e}){val_text}; "
-          f"{X_train.shape[0] * len(history) / seconds:,.0f} samples/s ({_plural(len(history), 'epoch')} in {seconds:.2f} s)")
+          f"{n_train * len(history) / seconds:,.0f} samples/s ({_plural(len(history), 'epoch')} in {seconds:.2f} s)")
     return 0

@@ -95,6 +95,19 @@ def test_replicas_equal_bit_for_bit_after_every_epoch(tmp_path):
 
 
 @needs_mpi
+def test_one_rank_is_the_ordinary_fit_bit_for_bit(tmp_path):
+    _, _, (result,) = mpirun(1, "replicas", tmp_path)
+    assert str(result["sync"]) == "none"
+    net = reference_net()
+    X, Y = mpi_worker.data(4 * mpi_worker.BATCH + 3)
+    for epoch in range(3):
+        history = net.fit(X, Y, epochs=1, batch_size=mpi_worker.BATCH, lr=mpi_worker.LR, progress=False, shuffle=True,
+                          seed=5, validation_data=mpi_worker.data(9, seed=8))
+        assert numpy.array_equal(result[f"params{epoch}"], flat(net))
+        assert result[f"loss{epoch}"] == history.loss[0] and result[f"val{epoch}"] == history.val_loss[0]
+
+
+@needs_mpi
 def test_two_ranks_train_as_one_process_on_the_concatenated_batches(tmp_path):
     _, _, ranks = mpirun(2, "steps", tmp_path)
     X, Y = mpi_worker.data(2 * mpi_worker.BATCH * 3)
@@ -182,6 +195,23 @@ def test_checkpoint_of_a_data_parallel_run_loads_in_one_process(tmp_path):
     net = gb.MLP.load(tmp_path / "model.npz")
     assert numpy.array_equal(flat(net), ranks[0]["params"])
     assert numpy.array_equal(flat(net), ranks[1]["params"])
+
+
+@needs_mpi
+def test_command_line_under_mpiexec_trains_data_parallel_and_rank_0_alone_reports_and_saves(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    environment.pop("GPUBACKPROP_BACKEND", None)
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "gpubackprop", "train", "--epochs", "3",
+                           "--samples", "2000", "--dtype", "float64", "--save", str(tmp_path / "model.npz")],
+                          capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert out.count("final: train loss") == 1 and out.count("saved the network") == 1, out
+    assert "data-parallel: 2 ranks (MPI), gradients all-reduced by mpi, batch 32 per rank" in out
+    assert "1600 training, 400 validation samples" in out  # the whole data set's figures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+    net = gb.MLP.load(tmp_path / "model.npz")
+    assert net.layer_sizes == [2, 32, 32, 1] and net.dtype == numpy.float64
 
 
 # ---------------------------------------------------------------------- without MPI
