@@ -214,6 +214,22 @@ def test_command_line_under_mpiexec_trains_data_parallel_and_rank_0_alone_report
     assert net.layer_sizes == [2, 32, 32, 1] and net.dtype == numpy.float64
 
 
+@needs_mpi
+def test_the_readme_example_runs_under_mpiexec(tmp_path):
+    text = (REPO / "README.md").read_text()
+    block = next(b for b in text.split("```python\n")[1:] if "gb.distributed.init()" in b).split("```")[0]
+    (tmp_path / "train.py").write_text(block)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    environment.pop("GPUBACKPROP_BACKEND", None)
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "train.py"], capture_output=True, text=True,
+                          timeout=300, env=environment, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("2 ranks: loss") == 1, done.stdout
+    loss = float(done.stdout.split("loss ")[1].split(",")[0])
+    assert loss < 0.02, done.stdout  # it learned: the first epoch's loss is 0.15 (5.0e-03 after 10 epochs)
+    assert gb.MLP.load(tmp_path / "model.npz").layer_sizes == [2, 32, 32, 1]
+
+
 # ---------------------------------------------------------------------- without MPI
 def test_importing_gpubackprop_does_not_import_mpi4py():
     code = "import sys, gpubackprop, gpubackprop.distributed; sys.exit('mpi4py' in sys.modules)"
