@@ -95,10 +95,11 @@ def init(mpi_comm=None, *, timeout=None, abort_on_error=True) -> "Communicator":
     60). ``abort_on_error``: an unhandled exception on this rank aborts every rank at once
     (``MPI_Abort`` after the traceback is printed) instead of leaving the others to the deadline.
     """
-    MPI = _mpi()
     if timeout is None:
         text = os.environ.get(ENV_TIMEOUT)
         timeout = DEFAULT_TIMEOUT if not text else _float_from_env(text)
+    _check_timeout(timeout)  # before MPI starts: a bad argument changes nothing
+    MPI = _mpi()
     comm = Communicator(MPI.COMM_WORLD if mpi_comm is None else mpi_comm, timeout=timeout)
     if abort_on_error:
         _abort_on_unhandled_exception(comm.mpi)
@@ -110,6 +111,11 @@ def _float_from_env(text):
         return float(text)
     except ValueError:
         raise ValueError(f"the environment variable {ENV_TIMEOUT} must be a number of seconds, got {text!r}") from None
+
+
+def _check_timeout(timeout):
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be a finite positive number of seconds, got {timeout!r}")
 
 
 def _abort_on_unhandled_exception(mpi_comm):
@@ -137,12 +143,11 @@ class Communicator:
     """
 
     def __init__(self, mpi_comm, *, timeout=DEFAULT_TIMEOUT):
+        _check_timeout(timeout)
         MPI = _mpi()
-        if not isinstance(mpi_comm, MPI.Comm) or not isinstance(mpi_comm, MPI.Intracomm):
+        if not isinstance(mpi_comm, MPI.Intracomm):
             raise TypeError(f"Communicator needs an mpi4py intracommunicator such as MPI.COMM_WORLD, "
                             f"got {type(mpi_comm).__name__}")
-        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not (0 < timeout < math.inf):
-            raise ValueError(f"timeout must be a finite positive number of seconds, got {timeout!r}")
         self._MPI = MPI
         self.mpi = mpi_comm
         self.timeout = float(timeout)

@@ -245,6 +245,16 @@ def test_without_mpi4py_the_distributed_api_says_how_to_install_it(monkeypatch):
     assert isinstance(distributed.DistributedUnavailableError("x"), ImportError)
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), True, "60"])
+def test_a_bad_deadline_is_refused_before_mpi_starts(timeout, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # proves MPI is not reached
+    with pytest.raises(ValueError, match="timeout must be a finite positive number of seconds"):
+        distributed.init(timeout=timeout)
+    monkeypatch.setenv(distributed.ENV_TIMEOUT, "soon")
+    with pytest.raises(ValueError, match="GPUBACKPROP_COMM_TIMEOUT must be a number of seconds, got 'soon'"):
+        distributed.init()
+
+
 def test_launcher_world_size_comes_from_the_environment(monkeypatch):
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
