@@ -66,6 +66,8 @@ def main(scenario, out, backend="numpy"):
             if "validation_data" in fit:
                 result[f"val{epoch}"] = history.val_loss[0]
             result[f"rate{epoch}"] = history[0]["samples_per_s"]
+        # Steps recorded as CUDA graphs (on CuPy; what is not a recording marks a step seen once).
+        result["graphs"] = sum(type(g).__name__ == "Graph" for ws in net._workspaces.values() for g in ws.recordings.values())
 
     elif scenario == "steps":
         # train_step with comm, equal batches: the reference is one process on the concatenated batches.

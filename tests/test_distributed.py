@@ -287,6 +287,7 @@ def _gpus():
 def test_two_ranks_on_one_gpu_use_the_host_staged_all_reduce(tmp_path):
     _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy:0")
     assert str(ranks[0]["sync"]) == "mpi (host-staged)"
+    assert int(ranks[0]["graphs"]) == 0  # a host-staged step waits for the device: it runs eagerly
     cpu = tmp_path / "cpu"
     cpu.mkdir()
     _, _, reference = mpirun(2, "replicas", cpu)
@@ -301,6 +302,7 @@ def test_two_ranks_on_one_gpu_use_the_host_staged_all_reduce(tmp_path):
 def test_nccl_all_reduce_inside_the_recorded_step(tmp_path):
     _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy")
     assert str(ranks[0]["sync"]) == "nccl"
+    assert int(ranks[0]["graphs"]) >= 1 and int(ranks[1]["graphs"]) >= 1  # the all-reduce inside the graph
     cpu = tmp_path / "cpu"
     cpu.mkdir()
     _, _, reference = mpirun(2, "replicas", cpu)
