@@ -1,6 +1,6 @@
 """Data-parallel training on the CPU: 1 rank against 2 ranks, strong and weak scaling, time in the all-reduce.
 
-    python bench/distributed.py [--sizes tiny,small,medium,large] [--json FILE]
+    python bench/distributed.py [--sizes tiny,small,medium,large] [--repeat 3] [--json FILE]
 
 launches, for each configuration, ``mpiexec -n R python bench/distributed.py --worker ...`` with
 R ranks and T BLAS threads per rank, at each size of ``gpubackprop.benchmark.SIZES`` (float32, NumPy):
@@ -13,7 +13,9 @@ R ranks and T BLAS threads per rank, at each size of ``gpubackprop.benchmark.SIZ
 Per configuration and size: the median step time over rounds of steps (``train_step(..., comm=)``,
 the step as ``fit`` runs it), samples/s over all ranks, and the time of the step spent in the
 gradient all-reduce (scaling, MPI all-reduce, division; it includes waiting for the slower rank),
-plus, measured alone, a bare all-reduce of the same payload in lockstep.
+plus, measured alone, a bare all-reduce of the same payload in lockstep. The four configurations run
+one after the other, ``--repeat`` times over (interleaved, so that a disturbance of the machine hits
+them alike); each figure is the median over the repeats of the per-run medians.
 """
 from __future__ import annotations
 
@@ -129,22 +131,39 @@ def driver(args):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "GPUBACKPROP_BACKEND"):
         env.pop(name, None)
+    runs = {}  # (config, size) -> the records of every repeat
+    for _ in range(args.repeat):
+        for label, ranks, threads, mode in CONFIGS:
+            env_run = {**env, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+            command = [sys.executable, __file__, "--worker", "--mode", mode, "--threads", str(threads), "--sizes", args.sizes]
+            if ranks > 1:
+                command = [_mpiexec(), "-n", str(ranks)] + command
+            done = subprocess.run(command, capture_output=True, text=True, env=env_run, timeout=1800)
+            if done.returncode != 0:
+                sys.exit(f"{label}: failed\n{done.stdout}{done.stderr}")
+            for record in json.loads(done.stdout.strip().splitlines()[-1]):
+                record["config"] = label
+                runs.setdefault((label, record["size"]), []).append(record)
     results = []
-    for label, ranks, threads, mode in CONFIGS:
-        env_run = {**env, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-        command = [sys.executable, __file__, "--worker", "--mode", mode, "--threads", str(threads), "--sizes", args.sizes]
-        if ranks > 1:
-            command = [_mpiexec(), "-n", str(ranks)] + command
-        done = subprocess.run(command, capture_output=True, text=True, env=env_run, timeout=1800)
-        if done.returncode != 0:
-            sys.exit(f"{label}: failed\n{done.stdout}{done.stderr}")
-        for record in json.loads(done.stdout.strip().splitlines()[-1]):
-            record["config"] = label
-            results.append(record)
-            print(_row(record), flush=True)
+    for label, *_ in CONFIGS:
+        for (config, _size), records in runs.items():
+            if config == label:
+                results.append(_median_record(records))
+                print(_row(results[-1]), flush=True)
     _summary(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def _median_record(records):
+    """The first record with every timing replaced by its median over ``records`` (the repeats)."""
+    record = dict(records[0], repeats=len(records))
+    for key in ("us_per_step", "samples_per_s", "allreduce_us_per_step", "bare_allreduce_us"):
+        if key in record:
+            record[key] = statistics.median(r[key] for r in records)
+    steps = [r["us_per_step"] for r in records]
+    record["spread"] = (max(steps) - min(steps)) / statistics.median(steps)  # from run to run
+    return record
 
 
 def _row(r):
@@ -174,6 +193,7 @@ def _summary(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="tiny,small,medium,large")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every configuration, interleaved (default 3)")
     parser.add_argument("--json", help="write every record to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="strong", help=argparse.SUPPRESS)
