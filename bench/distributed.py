@@ -84,11 +84,11 @@ def worker(args):
                   "batch_per_rank": batch, "global_batch": batch * ranks, "steps_per_round": steps,
                   "us_per_step": 1e6 * statistics.median(per_step),
                   "spread": (max(per_step) - min(per_step)) / statistics.median(per_step),
-                  "payload_bytes": 4 * (net._flat_params.size + 3)}
+                  "payload_bytes": net._workspace(batch).payload.nbytes}
         record["samples_per_s"] = record["global_batch"] / (record["us_per_step"] * 1e-6)
         if comm is not None:
             record["allreduce_us_per_step"] = 1e6 * statistics.median(reduce_share)
-            record["bare_allreduce_us"] = _bare_allreduce(comm, net._flat_params.size + 3)
+            record["bare_allreduce_us"] = _bare_allreduce(comm, net._workspace(batch).payload.size)
         if comm is None or comm.is_root:
             results.append(record)
     if comm is None or comm.is_root:

@@ -28,6 +28,17 @@ def data(rows, seed=7):
     return X, Y
 
 
+def classifier(seed):
+    return gb.MLP([3, 8, 3], hidden_activation="tanh", loss="softmax_cross_entropy", optimizer="adam",
+                  dtype="float64", backend="numpy", seed=seed)
+
+
+def class_data(rows, seed=9):
+    rng = numpy.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(rows, 3))
+    return X, (X[:, 0] > X[:, 1]).astype(numpy.int64) + (X[:, 2] > 1)  # classes 0, 1, 2
+
+
 def uneven_shard(comm, X, Y, sizes):
     """Rank r's block of ``sizes[r]`` consecutive rows."""
     start = sum(sizes[:comm.rank])
@@ -68,6 +79,20 @@ def main(scenario, out, backend="numpy"):
             result[f"rate{epoch}"] = history[0]["samples_per_s"]
         # Steps recorded as CUDA graphs (on CuPy; what is not a recording marks a step seen once).
         result["graphs"] = sum(type(g).__name__ == "Graph" for ws in net._workspaces.values() for g in ws.recordings.values())
+
+    elif scenario == "classify":
+        # Softmax cross-entropy and Adam: the optimizer's state and the accuracy go through the same
+        # all-reduce; shards of 12 and 9 rows (batches 4, 4, 4 and 4, 4, 1), not shuffled.
+        net = classifier(seed=100 + comm.rank)
+        X, labels = class_data(21)
+        X_shard, Y_shard = uneven_shard(comm, X, labels, [12, 9])
+        for epoch in range(2):
+            history = net.fit(X_shard, Y_shard, epochs=1, batch_size=BATCH, lr=0.05, comm=comm, progress=False,
+                              shuffle=False)
+            result[f"params{epoch}"] = flat_params(net)
+            result[f"loss{epoch}"] = history.loss[0]
+            result[f"accuracy{epoch}"] = history[0]["accuracy"]
+        result["optimizer_step"] = net.get_optimizer_state()["step"]
 
     elif scenario == "steps":
         # train_step with comm, equal batches: the reference is one process on the concatenated batches.

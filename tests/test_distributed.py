@@ -151,6 +151,27 @@ def test_uneven_shards_on_three_ranks_oversubscribed(tmp_path):
 
 
 @needs_mpi
+def test_adam_and_a_classification_loss_train_as_one_process_with_the_global_accuracy(tmp_path):
+    _, _, ranks = mpirun(2, "classify", tmp_path)
+    X, labels = mpi_worker.class_data(21)
+    shards, b = [(X[:12], labels[:12]), (X[12:], labels[12:])], mpi_worker.BATCH
+    net = mpi_worker.classifier(seed=100)
+    for epoch in range(2):
+        weighted = hits = 0.0
+        for step in range(3):
+            Xb = numpy.concatenate([s[0][step * b:(step + 1) * b] for s in shards])
+            Yb = numpy.concatenate([s[1][step * b:(step + 1) * b] for s in shards])
+            weighted += net.train_step(Xb, Yb, 0.05) * len(Xb)
+            hits += float(net._workspaces[len(Xb)].status[3])  # the step's right predictions
+        for result in ranks:
+            assert_close(result[f"params{epoch}"], flat(net))
+            assert_close(result[f"loss{epoch}"], weighted / 21)
+            assert result[f"accuracy{epoch}"] == hits / 21  # over both shards, not this rank's
+        assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[1][f"params{epoch}"])
+    assert int(ranks[0]["optimizer_step"]) == int(ranks[1]["optimizer_step"]) == 6 == net.get_optimizer_state()["step"]
+
+
+@needs_mpi
 def test_nan_on_one_rank_refuses_the_step_on_every_rank(tmp_path):
     _, _, ranks = mpirun(2, "nan", tmp_path)
     for result in ranks:
