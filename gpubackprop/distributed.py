@@ -155,7 +155,7 @@ class Communicator:
         self.world_size = mpi_comm.Get_size()
         self.is_root = self.rank == 0
         local = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        self.local_rank = local.Get_rank()
         local.Free()
         self._syncs = {}  # id(backend) -> (backend, GradientSync)
         self._broken = None  # why a collective was abandoned (then MPI_Finalize could wait forever)
@@ -299,11 +299,6 @@ class Communicator:
         counts = [int(c) for c in self.allgather([rows], what="the exchange of shard sizes")[:, 0]]
         return Plan(self, net, counts, batch_size)
 
-    def check_replicas(self, net, when=""):
-        """Raise ``DistributedError`` on every rank unless every replica's parameters are bit-identical."""
-        sums = self.allgather([params_crc(net)], what="the replica check")[:, 0]
-        _same_replicas(sums, when)
-
 
 def params_crc(net) -> int:
     """CRC-32 of the network's parameter bytes (equal replicas give equal checksums)."""
@@ -321,8 +316,8 @@ class GradientSync:
     """The all-reduce of a data-parallel step over one device's buffers (``Communicator.gradient_sync``).
 
     ``transport`` names where it runs ("mpi", "nccl", "mpi (host-staged)") and ``capturable`` says
-    whether a CUDA graph may record it; ``seconds`` and ``calls`` add up the time spent in it (the
-    host's view: on NCCL the queued work only).
+    whether a CUDA graph may record it; ``seconds`` adds up the time spent in it (the host's view: on
+    NCCL the queued work only).
     """
 
     def __init__(self, comm, transport):
@@ -331,7 +326,6 @@ class GradientSync:
         self.name = transport.name
         self.capturable = transport.capturable
         self.seconds = 0.0
-        self.calls = 0
 
     def __repr__(self):
         return f"GradientSync({self.name}, {self.comm!r})"
@@ -345,7 +339,6 @@ class GradientSync:
         start = time.perf_counter()
         self.transport.reduce_mean(payload, batch)
         self.seconds += time.perf_counter() - start
-        self.calls += 1
 
     def wait(self):
         """Wait, within the deadline, for the queued all-reduce (NCCL); a no-op where it completed already."""
@@ -363,7 +356,7 @@ class Plan:
     """
 
     def __init__(self, comm, net, counts, batch_size):
-        self.comm, self.counts, self.is_root = comm, counts, comm.is_root
+        self.comm, self.is_root = comm, comm.is_root
         self.sync = comm.gradient_sync(net.backend)
         self.rows = sum(counts)
         self.steps = max(-(-count // min(batch_size, count)) for count in counts)
