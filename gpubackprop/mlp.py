@@ -379,13 +379,18 @@ class MLP:
         ops.advance_cursor(cursor, ws.inputs.shape[0])
         self._step(ws.inputs, ws.targets, ws, lr, True, totals)
 
-    def _fit_launch(self, steps, X, Y, order, cursor, ws, lr, totals):
+    def _fit_launch(self, steps, X, Y, order, cursor, ws, lr, totals, between_steps=None):
         """``steps`` consecutive ``_fit_step`` s as one piece of recorded work: a recording backend
         records them once (one CUDA graph) and replays them at every launch, each replay gathering
-        the batches after the last; nothing is read back."""
+        the batches after the last; nothing is read back. ``between_steps``: called after each step
+        where steps run one by one (a backend that does not record; a recorded launch is one unit)."""
+        between_steps = None if self._recorder.records else between_steps
+
         def launch():
             for _ in range(steps):
                 self._fit_step(X, Y, order, cursor, ws, lr, totals)
+                if between_steps is not None:
+                    between_steps()
 
         self._recorder.run(launch, ws.recordings, arrays=(X, Y, order, cursor, totals, self._flat_params),
                            scalars=("fit", steps, lr, X.shape[0]))

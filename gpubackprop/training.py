@@ -28,7 +28,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy
@@ -231,6 +233,39 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_LR = 0.01
 
 
+class _DeferredInterrupt:
+    """Ctrl-C during ``fit`` lands between two steps, never inside one: while this is entered in the
+    main thread, SIGINT only sets ``requested``, and ``check()`` (called at step boundaries) raises
+    the KeyboardInterrupt. A step writes the parameters and the optimizer's state in several
+    operations; interrupted halfway, they would disagree. A second Ctrl-C interrupts at once, as
+    usual (a way out of a step that never ends). In other threads, or under a SIGINT handler of the
+    caller's own, nothing changes."""
+
+    def __init__(self, enabled=True):
+        self.requested = False
+        self._previous = None
+        self._enabled = enabled
+
+    def __enter__(self):
+        if self._enabled and threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR, shuffle=True, seed=None,
         progress=None, validation_data=None, on_epoch=None, patience=None, restore_best=True, comm=None):
     """Train ``net`` with mini-batch steps of its optimizer; returns a :class:`History`.
@@ -245,7 +280,8 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
 
     Defaults: ``epochs=1``, ``batch_size=32``, ``lr=0.01``. Ctrl-C (KeyboardInterrupt) raises
     ``TrainingInterrupted`` (a KeyboardInterrupt) holding the history of the complete epochs; the
-    parameters are those after the last complete step.
+    parameters and the optimizer's state are those after the last complete step (in the main thread
+    a Ctrl-C is held until the running step is done; a second one interrupts at once).
 
     Early stopping (off by default): with ``patience`` = k, training stops once the validation loss
     has not fallen below its lowest so far for k epochs in a row; with ``restore_best`` (the
@@ -312,62 +348,68 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     bar = ProgressLine(epochs, n) if progress_wanted(progress) and (plan is None or plan.is_root) else None
     history = History()
     epoch = 1
+    # (The data-parallel path reads every step back and stops with every rank: interrupts there are not deferred.)
+    interrupt = _DeferredInterrupt(enabled=plan is None or plan.sync is None)
     try:
-        for epoch in range(1, epochs + 1):
-            start_time = time.perf_counter()
-            if shuffle:
-                rng.shuffle(order)
-                backend.copyto(order_dev, order)
-            backend.copyto(cursor, zero_cursor)
-            backend.copyto(totals, zero_totals)
-            if plan is not None and plan.sync is not None:  # (one rank: the ordinary path)
-                weighted, correct = _data_parallel_epoch(net, X, Y, order_dev, lr, plan, batch_size, epoch, units)
-            else:
-                for ws, steps, done in launches:
-                    net._fit_launch(steps, X, Y, order_dev, cursor, ws, lr, totals)
-                    if bar is not None and bar.due():  # a read (a wait) only when the line is redrawn
-                        elapsed = time.perf_counter() - start_time
-                        total, correct = read_totals(epoch)
-                        bar.update(epoch, done, total / done, done / elapsed if elapsed > 0 else 0.0,
-                                   accuracy=None if units is None else correct / (done * units))
-                weighted, correct = read_totals(epoch)  # waits for the epoch's work
-            seconds = time.perf_counter() - start_time
-            val_total = val_correct = val_rows = 0
-            if val is not None:
-                val_total, val_correct = _loss_sums(net, val[0], val[1], chunk=_predict_chunk(net))
-                val_rows = val[0].shape[0]
-            if plan is not None:  # the slowest rank's time, the sums over the ranks; replicas checked
-                seconds, val_total, val_correct, val_rows = plan.end_epoch(net, epoch, seconds, val_total, val_correct,
-                                                                           val_rows)
-            record = {"epoch": epoch, "loss": weighted / rows}
-            if units is not None:
-                record["accuracy"] = correct / (rows * units)
-            if val is not None:
-                record["val_loss"] = val_total / val_rows
-                if units is not None:
-                    record["val_accuracy"] = val_correct / (val_rows * units)
-            record["seconds"] = seconds
-            record["samples_per_s"] = rows / seconds if seconds > 0 else math.inf
-            history.records.append(record)
-            if bar is not None:
-                bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"),
-                           accuracy=record.get("accuracy"), val_accuracy=record.get("val_accuracy"))
-            if on_epoch is not None:
-                on_epoch(record)
-            if patience is not None:
-                if record["val_loss"] < best_loss:
-                    best_loss, waited, history.best_epoch = record["val_loss"], 0, epoch
-                    if best_params is not None:
-                        backend.device_copy(best_params, net._flat_params)
+        with interrupt:
+            for epoch in range(1, epochs + 1):
+                start_time = time.perf_counter()
+                if shuffle:
+                    rng.shuffle(order)
+                    backend.copyto(order_dev, order)
+                backend.copyto(cursor, zero_cursor)
+                backend.copyto(totals, zero_totals)
+                if plan is not None and plan.sync is not None:  # (one rank: the ordinary path)
+                    weighted, correct = _data_parallel_epoch(net, X, Y, order_dev, lr, plan, batch_size, epoch, units)
                 else:
-                    waited += 1
-                    if waited >= patience:
-                        history.stopped_early = epoch < epochs
-                        break
+                    for ws, steps, done in launches:
+                        net._fit_launch(steps, X, Y, order_dev, cursor, ws, lr, totals, between_steps=interrupt.check)
+                        interrupt.check()
+                        if bar is not None and bar.due():  # a read (a wait) only when the line is redrawn
+                            elapsed = time.perf_counter() - start_time
+                            total, correct = read_totals(epoch)
+                            bar.update(epoch, done, total / done, done / elapsed if elapsed > 0 else 0.0,
+                                       accuracy=None if units is None else correct / (done * units))
+                    weighted, correct = read_totals(epoch)  # waits for the epoch's work
+                seconds = time.perf_counter() - start_time
+                val_total = val_correct = val_rows = 0
+                if val is not None:
+                    val_total, val_correct = _loss_sums(net, val[0], val[1], chunk=_predict_chunk(net))
+                    val_rows = val[0].shape[0]
+                if plan is not None:  # the slowest rank's time, the sums over the ranks; replicas checked
+                    seconds, val_total, val_correct, val_rows = plan.end_epoch(net, epoch, seconds, val_total, val_correct,
+                                                                               val_rows)
+                record = {"epoch": epoch, "loss": weighted / rows}
+                if units is not None:
+                    record["accuracy"] = correct / (rows * units)
+                if val is not None:
+                    record["val_loss"] = val_total / val_rows
+                    if units is not None:
+                        record["val_accuracy"] = val_correct / (val_rows * units)
+                record["seconds"] = seconds
+                record["samples_per_s"] = rows / seconds if seconds > 0 else math.inf
+                history.records.append(record)
+                if bar is not None:
+                    bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"),
+                               accuracy=record.get("accuracy"), val_accuracy=record.get("val_accuracy"))
+                if on_epoch is not None:
+                    on_epoch(record)
+                interrupt.check()
+                if patience is not None:
+                    if record["val_loss"] < best_loss:
+                        best_loss, waited, history.best_epoch = record["val_loss"], 0, epoch
+                        if best_params is not None:
+                            backend.device_copy(best_params, net._flat_params)
+                    else:
+                        waited += 1
+                        if waited >= patience:
+                            history.stopped_early = epoch < epochs
+                            break
     except KeyboardInterrupt:
-        # A step writes all the weights in one operation (one ufunc call, one kernel launch): applied
-        # whole or not at all. Wait for queued work, so that the parameters read next are those of
-        # the last step.
+        # Raised at a step boundary (see _DeferredInterrupt), or by a second Ctrl-C or the caller's
+        # own code, where a step writes all the weights in one operation (one ufunc call, one kernel
+        # launch): applied whole or not at all. Wait for queued work, so that the parameters read
+        # next are those of the last step.
         backend.synchronize()
         raise TrainingInterrupted(history, epoch) from None
     finally:

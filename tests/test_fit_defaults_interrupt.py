@@ -94,3 +94,38 @@ def test_keyboard_interrupt_from_on_epoch_keeps_that_epoch_in_the_history():
     with pytest.raises(gb.TrainingInterrupted) as info:
         net.fit(X, Y, epochs=4, progress=False, on_epoch=on_epoch)
     assert info.value.epoch == 2 and len(info.value.history) == 2
+
+
+def test_ctrl_c_inside_a_step_is_held_until_the_step_is_done(monkeypatch):
+    """A real SIGINT arriving between Adam's moment update and its parameter update: the step still
+    completes, so the parameters, both moments and the step count all agree with 5 whole steps."""
+    import signal
+
+    from gpubackprop.backends.numpy_backend import NumpyBackend
+
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.normal(size=(64, 3)), rng.normal(size=(64, 1))
+    make = lambda: gb.MLP([3, 8, 1], optimizer="adam", dtype="float64", backend="numpy", seed=0)  # noqa: E731
+    reference = make()
+    reference.fit(X[:40], Y[:40], epochs=1, batch_size=8, lr=0.01, shuffle=False, progress=False)  # 5 steps
+
+    net, calls = make(), []
+    original = NumpyBackend._adam_candidate
+
+    def candidate_then_sigint(self, *args):
+        original(self, *args)  # the check pass (even calls) or the update's m and v (odd calls)
+        calls.append(None)
+        if len(calls) == 10:  # the 5th step's update: m, v written, the parameters not yet
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(NumpyBackend, "_adam_candidate", candidate_then_sigint)
+    with pytest.raises(gb.TrainingInterrupted):
+        net.fit(X, Y, epochs=1, batch_size=8, lr=0.01, shuffle=False, progress=False)
+    assert len(calls) == 10  # nothing ran after the step the signal came in
+    for (W, b), (W_ref, b_ref) in zip(net.get_params(), reference.get_params()):
+        numpy.testing.assert_array_equal(W, W_ref)
+        numpy.testing.assert_array_equal(b, b_ref)
+    state, state_ref = net.get_optimizer_state(), reference.get_optimizer_state()
+    assert state["step"] == state_ref["step"] == 5
+    numpy.testing.assert_array_equal(state["buffers"], state_ref["buffers"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
