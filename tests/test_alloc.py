@@ -33,6 +33,21 @@ def slack(dtype):
     return 2 * BUFSIZE * numpy.dtype(dtype).itemsize + NOISE
 
 
+def assert_steps_allocate_nothing(net, X, Y, dtype):
+    """STEPS train_steps after the warm-up: no growth (a leak) and no peak (a temporary) above the slack."""
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(STEPS):
+            net.train_step(X, Y, 1e-3)
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert end - start <= NOISE, f"memory grew by {end - start} bytes over {STEPS} steps"
+    assert peak - start <= slack(dtype), f"a step allocated {peak - start} bytes at its peak"
+
+
 CASES = [
     # (layer_sizes, batch, hidden, output): every array except biases holds >= 6144 elements,
     # more than the float32 slack (4096 elements' worth) and the float64 one (3072)
@@ -59,17 +74,7 @@ def test_steady_state_train_step_allocates_nothing(sizes, batch, hidden, output,
         assert batch * min(sizes) * numpy.dtype(dtype).itemsize > slack(dtype)
 
     net.train_step(X, Y, 1e-3)  # warm-up: the workspace for this batch size is allocated here
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(STEPS):
-            net.train_step(X, Y, 1e-3)
-        end, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert end - start <= NOISE, f"memory grew by {end - start} bytes over {STEPS} steps"
-    assert peak - start <= slack(dtype), f"a step allocated {peak - start} bytes at its peak"
+    assert_steps_allocate_nothing(net, X, Y, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -87,17 +92,7 @@ def test_classification_losses_and_optimizers_allocate_nothing_either(loss, opti
     X = rng.normal(0.0, 1.0, (batch, sizes[0])).astype(dtype)
     Y = gb.validation.one_hot(rng.integers(0, sizes[-1], batch), sizes[-1]).astype(dtype)
     net.train_step(X, Y, 1e-3)
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(STEPS):
-            net.train_step(X, Y, 1e-3)
-        end, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert end - start <= NOISE, f"memory grew by {end - start} bytes over {STEPS} steps"
-    assert peak - start <= slack(dtype), f"a step allocated {peak - start} bytes at its peak"
+    assert_steps_allocate_nothing(net, X, Y, dtype)
 
 
 def test_the_check_would_see_a_temporary_array():

@@ -303,18 +303,23 @@ def _gpus():
         return 0
 
 
-@pytest.mark.gpu
-@needs_mpi
-def test_two_ranks_on_one_gpu_use_the_host_staged_all_reduce(tmp_path):
-    _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy:0")
-    assert str(ranks[0]["sync"]) == "mpi (host-staged)"
-    assert int(ranks[0]["graphs"]) == 0  # a host-staged step waits for the device: it runs eagerly
+def assert_gpu_replicas_equal_and_match_the_cpu(ranks, tmp_path):
+    """Both GPU ranks' parameters equal bit for bit after each epoch, and close to the same run on the CPU."""
     cpu = tmp_path / "cpu"
     cpu.mkdir()
     _, _, reference = mpirun(2, "replicas", cpu)
     for epoch in range(3):
         assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[1][f"params{epoch}"])
         assert_close(ranks[0][f"params{epoch}"], reference[0][f"params{epoch}"])
+
+
+@pytest.mark.gpu
+@needs_mpi
+def test_two_ranks_on_one_gpu_use_the_host_staged_all_reduce(tmp_path):
+    _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy:0")
+    assert str(ranks[0]["sync"]) == "mpi (host-staged)"
+    assert int(ranks[0]["graphs"]) == 0  # a host-staged step waits for the device: it runs eagerly
+    assert_gpu_replicas_equal_and_match_the_cpu(ranks, tmp_path)
 
 
 @pytest.mark.gpu
@@ -324,9 +329,4 @@ def test_nccl_all_reduce_inside_the_recorded_step(tmp_path):
     _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy")
     assert str(ranks[0]["sync"]) == "nccl"
     assert int(ranks[0]["graphs"]) >= 1 and int(ranks[1]["graphs"]) >= 1  # the all-reduce inside the graph
-    cpu = tmp_path / "cpu"
-    cpu.mkdir()
-    _, _, reference = mpirun(2, "replicas", cpu)
-    for epoch in range(3):
-        assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[1][f"params{epoch}"])
-        assert_close(ranks[0][f"params{epoch}"], reference[0][f"params{epoch}"])
+    assert_gpu_replicas_equal_and_match_the_cpu(ranks, tmp_path)
