@@ -147,12 +147,17 @@ def classification_targets(path, Y, loss):
     return Y, Y.shape[1]
 
 
-def load_data(path, target_columns=None):
-    """(X, Y) as 2-D float64 arrays from an .npz or .csv file; DataError saying what is wrong."""
+def _data_file(path):
+    """(Path, lower-case suffix) of an existing regular file; DataError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} " + ("is not a regular file" if path.exists() else "does not exist"))
-    suffix = path.suffix.lower()
+    return path, path.suffix.lower()
+
+
+def load_data(path, target_columns=None):
+    """(X, Y) as 2-D float64 arrays from an .npz or .csv file; DataError saying what is wrong."""
+    path, suffix = _data_file(path)
     if suffix == ".npz":
         if target_columns is not None:
             raise DataError("--target-columns applies to CSV files only; an .npz file names its arrays X and Y")
@@ -167,10 +172,7 @@ def load_data(path, target_columns=None):
 def load_features(path, drop_columns=None):
     """X alone, as a 2-D float64 array, from an .npz file (array X; others ignored) or a .csv file
     (every column but ``drop_columns``: indices or header names); DataError saying what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {str(path)!r} " + ("is not a regular file" if path.exists() else "does not exist"))
-    suffix = path.suffix.lower()
+    path, suffix = _data_file(path)
     if suffix == ".npz":
         if drop_columns is not None:
             raise DataError("--target-columns applies to CSV files only; an .npz file names its array X")

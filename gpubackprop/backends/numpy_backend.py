@@ -151,18 +151,19 @@ class NumpyBackend(Backend):
         return c
 
     def _ones_vector(self, length, dtype):
-        key = (length, dtype)
-        ones = self._ones.get(key)
-        if ones is None:
-            ones = self._ones[key] = numpy.ones(length, dtype=dtype)
-        return ones
+        return self._constant_vector(self._ones, 1, length, dtype)
 
     def _zeros_vector(self, length, dtype):
+        return self._constant_vector(self._zeros, 0, length, dtype)
+
+    @staticmethod
+    def _constant_vector(cache, value, length, dtype):
+        """A vector of ``value`` kept in ``cache`` per (length, dtype): made once, never written."""
         key = (length, dtype)
-        zeros = self._zeros.get(key)
-        if zeros is None:
-            zeros = self._zeros[key] = numpy.zeros(length, dtype=dtype)
-        return zeros
+        vector = cache.get(key)
+        if vector is None:
+            vector = cache[key] = numpy.full(length, value, dtype=dtype)
+        return vector
 
     # ------------------------------------------------------------------ GEMM
     def matmul(self, a, b, out, trans_a=False, trans_b=False, tf32=False):  # tf32: float32 BLAS, see self.tf32
