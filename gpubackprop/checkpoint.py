@@ -18,7 +18,8 @@ means "fp32".
 
 Versions: 2 (written now) adds ``loss``, ``optimizer`` (its settings as JSON text),
 ``optimizer_state`` ((k, parameters): momentum's velocity or Adam's m and v, laid out like the flat
-parameters W₁, b₁, W₂, ...) and ``optimizer_step`` (Adam's accepted steps). Version 1 files (no
+parameters W₁, b₁, W₂, ...) and ``optimizer_step`` (the accepted optimizer steps: Adam's t, what
+learning-rate schedules count; files written before every optimizer counted hold 0 for sgd and momentum). Version 1 files (no
 such members) still load, as what they were: loss "mse", optimizer "sgd".
 """
 from __future__ import annotations
@@ -306,6 +307,8 @@ def read(path) -> dict:
     n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     buffers, step = arrays["optimizer_state"], arrays["optimizer_step"]
     shape = (optimizer.state_buffers, n_params)
+    if optimizer.name == "sgd" and buffers.shape == (1, n_params):  # sgd with weight decay kept an unused
+        buffers = buffers[:0]  # velocity row before optimizers had a file each: dropped, nothing depends on it
     if buffers.shape != shape or buffers.dtype != numpy.dtype(meta["dtype"]):
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state is {buffers.dtype} {buffers.shape}, "
                               f"expected {meta['dtype']} {shape} for {optimizer.describe()})")

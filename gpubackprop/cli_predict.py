@@ -18,7 +18,7 @@ from .cli_common import UsageError, add_backend_argument, check_writable, replac
 from .cli_train import DataError, load_features
 from . import losses
 from .errors import CheckpointError
-from .mlp import MLP
+from .model import MLP
 
 
 def add_arguments(parser):

@@ -39,7 +39,7 @@ from . import activations, checkpoint, distributed, losses, optimizers
 from .backends import ENV_VAR, describe
 from .cli_common import UsageError, add_backend_argument, check_writable, one_line
 from .errors import CheckpointError, DistributedError, NonFiniteLossError, TrainingInterrupted
-from .mlp import MLP
+from .model import MLP
 from .validation import DTYPES, PRECISIONS, check_labels, one_hot
 
 # Defaults chosen so that the built-in task trains robustly: over 10 seeds, 50 epochs take the

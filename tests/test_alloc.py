@@ -115,10 +115,10 @@ def test_the_check_would_see_a_temporary_array():
 
 def test_buffers_are_kept_for_a_bounded_number_of_batch_sizes():
     # forward/predict on ever new batch sizes must not grow memory without bound.
-    from gpubackprop.mlp import _MAX_WORKSPACES
+    from gpubackprop.model.step import MAX_WORKSPACES as _MAX_WORKSPACES
 
     net = gb.MLP([3, 5, 2], backend="numpy", seed=0)
     for batch in range(1, 3 * _MAX_WORKSPACES):
         net.forward(numpy.ones((batch, 3)))
-    assert len(net._workspaces) == _MAX_WORKSPACES
-    assert max(net._workspaces) == 3 * _MAX_WORKSPACES - 1  # the newest are kept
+    assert len(net.steps.workspaces) == _MAX_WORKSPACES
+    assert max(net.steps.workspaces) == 3 * _MAX_WORKSPACES - 1  # the newest are kept

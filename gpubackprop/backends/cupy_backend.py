@@ -15,6 +15,7 @@ import numpy
 
 from .. import activations
 from . import conversion
+from ..layouts import GUARD, STATUS, cuda_defines
 from .base import Backend, scratch_buffer
 from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
     column_major_arguments
@@ -23,7 +24,8 @@ from .timers import EventTimer
 _THREADS = 256
 _SEEN = object()  # a step key met once: recorded at the next meeting
 _MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
-_KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu", "fit.cu", "optimizers.cu")
+# The kernels: these, then every rule's kernels/optim_<name>.cu (gpubackprop.optimizers.RULES).
+_KERNEL_FILES = ("activations.cu", "loss.cu", "checks.cu", "fit.cu")
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
 _NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
@@ -46,11 +48,18 @@ def kernel_dir() -> Path:
     )
 
 
+def kernel_files() -> tuple:
+    """The .cu files of the kernels, in the order they are compiled."""
+    from ..optimizers import RULES  # (the optimizers import no backend)
+    return _KERNEL_FILES + tuple(f"optim_{name}.cu" for name in RULES)
+
+
 def kernel_source(dtype) -> str:
-    """All kernel sources as one translation unit, with GB_REAL set to the C type of dtype."""
+    """All kernel sources as one translation unit, with GB_REAL set to the C type of dtype and the
+    slot layouts (gpubackprop.layouts) as #defines; optim_common.cuh is found through -I."""
     ctype = {"float32": "float", "float64": "double"}[numpy.dtype(dtype).name]
-    parts = [f"#define GB_REAL {ctype}\n"]
-    for name in _KERNEL_FILES:
+    parts = [f"#define GB_REAL {ctype}\n" + cuda_defines()]
+    for name in kernel_files():
         parts.append(f'#line 1 "{name}"\n' + (kernel_dir() / name).read_text())
     return "\n".join(parts)
 
@@ -233,7 +242,7 @@ class CupyBackend(Backend):
                 module = self._modules.get(key[0])
                 if module is None:
                     module = self._modules[key[0]] = self.xp.RawModule(
-                        code=kernel_source(key[0]), options=_NVRTC_OPTIONS)
+                        code=kernel_source(key[0]), options=(*_NVRTC_OPTIONS, f"-I{kernel_dir()}"))
                 fn = self._kernels[key] = module.get_function(name)
         return fn
 
@@ -310,14 +319,14 @@ class CupyBackend(Backend):
         self.kernel(f"{activation}_backward", a.dtype)(self._grid(n), (_THREADS,), (grad, a, out, numpy.int64(n)))
         return out
 
-    def mse_loss_grad(self, yhat, y, grad, loss):
+    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
         n = yhat.size
         inv_batch = yhat.dtype.type(1.0 / yhat.shape[0])
         # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
         self.kernel("mse_loss_grad", yhat.dtype)((1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch))
         return loss
 
-    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
         rows, classes = z.shape
         inv_batch = z.dtype.type(1.0 / rows)
         per_row = scratch_buffer(scratch, (2, rows), z.dtype, self.empty)  # row losses, row hits
@@ -329,7 +338,7 @@ class CupyBackend(Backend):
             (1,), (_THREADS,), (per_row[0], per_row[1], numpy.int64(rows), inv_batch, loss, correct))
         return loss
 
-    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
         inv_batch = z.dtype.type(1.0 / z.shape[0])
         self.kernel("sigmoid_binary_cross_entropy_loss_grad", z.dtype)(
             (1,), (_THREADS,), (z, y, grad, loss, correct, numpy.int64(z.size), inv_batch))
@@ -341,66 +350,29 @@ class CupyBackend(Backend):
         self.matmul(ones, x, out=out.reshape(1, -1))
         return out
 
-    def finite_check(self, x, out):
+    def finite_check(self, x, out, squares=False):
+        if squares:  # Σ x² as a cuBLAS dot (1 x n)(n x 1): the norm for clipping, finite exactly when x is
+            self.matmul(x.reshape(1, -1), x.reshape(-1, 1), out=out.reshape(1, 1))
+            return out
         out.fill(0)
         n = x.size
         self.kernel("flag_nonfinite", x.dtype)(self._grid(n), (_THREADS,), (x, numpy.int64(n), out))
         return out
 
-    def sgd_check(self, param, grad, lr, out, scratch):
-        out.fill(0)
+    def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
+                       scratch):
+        # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update.
+        if check:
+            status[STATUS.update_check:STATUS.update_check + 1].fill(0)
         n = param.size
-        self.kernel("sgd_check", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), out))
-        return out
-
-    def sgd_update(self, param, grad, lr, guard, scratch):
-        if guard is None:
-            guard = self._constant(0, (1,), param.dtype)  # a guard that always lets the update through
-        n = param.size
-        self.kernel("sgd_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard,
-                                         numpy.int64(guard.size)))
-        return param
-
-    def _guard(self, guard, dtype):
-        """(guard, its length) for the optimizer kernels: None becomes one that lets every update through."""
-        if guard is None:
-            guard = self._constant(0, (1,), dtype)
-        return guard, numpy.int64(guard.size)
-
-    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch):
-        out.fill(0)
-        real, n = param.dtype.type, param.size
-        self.kernel("momentum_check", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, velocity, real(lr), real(momentum), real(weight_decay),
-                                         numpy.int32(bool(nesterov)), numpy.int64(n), out))
-        return out
-
-    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch):
-        guard, n_guard = self._guard(guard, param.dtype)
-        real, n = param.dtype.type, param.size
-        self.kernel("momentum_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, velocity, real(lr), real(momentum), real(weight_decay),
-                                         numpy.int32(bool(nesterov)), numpy.int64(n), guard, n_guard))
-        return param
-
-    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch):
-        out.fill(0)
-        real, n = param.dtype.type, param.size
-        self.kernel("adam_check", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, m, v, step, numpy.float64(lr), numpy.float64(beta1),
-                                         numpy.float64(beta2), real(eps), real(weight_decay), numpy.int64(n), out))
-        return out
-
-    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch):
-        guard, n_guard = self._guard(guard, param.dtype)
-        real, n = param.dtype.type, param.size
-        self.kernel("adam_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, m, v, step, numpy.float64(lr), numpy.float64(beta1),
-                                         numpy.float64(beta2), real(eps), real(weight_decay), numpy.int64(n),
-                                         guard, n_guard))
-        self.kernel("adam_advance_step", param.dtype)((1,), (1,), (step, guard, n_guard))
+        n_guard = numpy.int64(GUARD if guarded else 0)
+        h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer._settings))
+        self.kernel(optimizer.rule.kernel, param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
+                                         numpy.float64(0.0 if clip is None else clip), status, n_guard,
+                                         numpy.int32(bool(check))))
+        if not check:
+            self.kernel("optimizer_advance_step", param.dtype)((1,), (1,), (step, status, n_guard))
         return param
 
     # ------------------------------------------------------------------ CUDA graphs

@@ -24,6 +24,7 @@ import numpy
 
 from .. import activations
 from . import conversion
+from ..layouts import GUARD, STATUS, TOTALS
 from .base import Backend, Eager, scratch_buffer
 from .timers import WallTimer
 
@@ -130,15 +131,20 @@ class NumpyBackend(Backend):
 
     def accumulate_step(self, status, totals, rows):
         # The kernel of kernels/fit.cu, in the same double operations (on Python floats: no warnings).
-        total, good, bad_loss, bad_check, bad_update, correct = totals.tolist()
-        if not (math.isfinite(bad_loss) and math.isfinite(bad_check) and math.isfinite(bad_update)):
-            status[1] = bad_loss + bad_check + bad_update  # non-finite: the update's guard refuses the step
+        T, S = TOTALS, STATUS
+        total = totals.tolist()
+        bad = (total[T.bad_loss], total[T.bad_grad_check], total[T.bad_update_check])
+        if not all(map(math.isfinite, bad)):
+            status[S.grad_check] = bad[0] + bad[1] + bad[2]  # non-finite: the update's guard refuses the step
             return
-        loss, check, update, hits = status.tolist()
-        if math.isfinite(loss) and math.isfinite(check) and math.isfinite(update):
-            totals[0], totals[1], totals[5] = total + loss * float(rows), good + 1.0, correct + hits
+        now = status.tolist()
+        if math.isfinite(now[S.loss]) and math.isfinite(now[S.grad_check]) and math.isfinite(now[S.update_check]):
+            totals[T.loss_rows] = total[T.loss_rows] + now[S.loss] * float(rows)
+            totals[T.good_steps] = total[T.good_steps] + 1.0
+            totals[T.correct] = total[T.correct] + now[S.correct]
         else:
-            totals[2], totals[3], totals[4] = loss, check, update
+            totals[T.bad_loss], totals[T.bad_grad_check], totals[T.bad_update_check] = \
+                now[S.loss], now[S.grad_check], now[S.update_check]
 
     def synchronize(self):
         pass
@@ -231,7 +237,7 @@ class NumpyBackend(Backend):
     def _identity_forward(self, z):
         pass
 
-    def mse_loss_grad(self, yhat, y, grad, loss):
+    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
         _subtract(yhat, y, grad)
         flat = grad.reshape(-1)
         batch = yhat.shape[0]
@@ -240,7 +246,7 @@ class NumpyBackend(Backend):
             _multiply(grad, 1.0 / batch, grad)
         return loss
 
-    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
         # Row by row as the kernel's thread per row (kernels/loss.cu: softmax_cross_entropy_rows):
         # m = max z, d = z - m, s = Σ e^d, loss_r = (Σ y) log s - Σ y d, grad = (e^d / s · Σ y - y) / B.
         rows, classes = z.shape
@@ -272,7 +278,7 @@ class NumpyBackend(Backend):
         correct[...] = numpy.count_nonzero(hit)
         return loss
 
-    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
         # Elementwise as kernels/loss.cu: l = (max(z, 0) + log1p(e^-|z|)) - z y, grad = (sigmoid(z) - y) / B.
         zero, half = self._consts(z.dtype)[:2]
         inv_batch = 1.0 / z.shape[0]
@@ -303,106 +309,38 @@ class NumpyBackend(Backend):
         _dot(self._ones_vector(x.shape[0], x.dtype), x, out)  # Σ_batch as a gemv: 1ᵀ x
         return out
 
-    def finite_check(self, x, out):
-        _dot(x, self._ones_vector(x.shape[0], x.dtype), out)  # the sum as a BLAS dot: one threaded pass
+    def finite_check(self, x, out, squares=False):
+        # The sum (or with ``squares`` the sum of squares: the norm for clipping) as a BLAS dot: one threaded pass.
+        _dot(x, x if squares else self._ones_vector(x.shape[0], x.dtype), out)
         return out
 
-    def sgd_check(self, param, grad, lr, out, scratch):
-        candidate = scratch_buffer(scratch, grad.shape, grad.dtype, self.empty)
-        _multiply(grad, lr, candidate)  # step = lr * grad, then param - step: as sgd_update rounds
-        _subtract(param, candidate, candidate)
-        if candidate.ndim != 1:  # (the network's parameter buffer is flat already)
-            candidate = candidate.reshape(-1)
-        # 0 when every candidate is finite, NaN otherwise (Inf·0 and NaN·0 are NaN): the kernel's
-        # flag, in one BLAS pass.
-        _dot(candidate, self._zeros_vector(candidate.shape[0], candidate.dtype), out)
-        return out
-
-    def sgd_update(self, param, grad, lr, guard, scratch):
-        if guard is not None and not all(map(math.isfinite, guard.tolist())):
-            return param  # the kernel's guard, checked on the host
-        step = scratch_buffer(scratch, grad.shape, grad.dtype, self.empty)
-        _multiply(grad, lr, step)  # step = lr * grad, then param - step: as the kernel rounds
-        _subtract(param, step, param)
+    def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
+                       scratch):
+        # The guard, the clipping and the step count as kernels/optim_common.cuh; the rule's own
+        # arithmetic is its NumPy reference (gpubackprop.optimizers.<rule>.numpy_step).
+        if not check and guarded and not all(map(math.isfinite, status[:GUARD].tolist())):
+            return param  # the kernel's guard, checked on the host: parameters, state and step untouched
+        key = ("optimizer", state.shape[0], grad.shape, grad.dtype, id(status))
+        views = scratch.get(key)
+        if views is None:  # the scratch rows: candidates, state candidates, work, clipped gradients; made once
+            k = state.shape[0]
+            block = self.empty((4 + k, *grad.shape), grad.dtype)
+            views = scratch[key] = (block[0], block[1:1 + k], block[1 + k:3 + k], block[3 + k], block[:1 + k].reshape(-1),
+                                    status[STATUS.update_check:STATUS.update_check + 1].reshape(()))
+        candidate, state_candidate, work, clipped, flat, flag = views
+        if clip is not None:
+            coef = clip / (math.sqrt(float(status[STATUS.grad_check])) + 1e-6)  # in double, as the kernel
+            if coef < 1.0:
+                grad = _multiply(grad, coef, clipped)  # torch.nn.utils.clip_grad_norm_'s g·coef
+        t, rate = int(step[0]) + 1, float(lr[0])
+        if check:  # every candidate value computed as the update will, then ONE flag
+            optimizer.rule.numpy_step(optimizer._settings, t, rate, param, grad, state, candidate, state_candidate, work)
+            # 0 when every candidate is finite, NaN otherwise (Inf·0 and NaN·0 are NaN), in one BLAS pass.
+            _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), flag)
+            return param
+        optimizer.rule.numpy_step(optimizer._settings, t, rate, param, grad, state, param, state, work)
+        step[0] += 1  # the kernel optimizer_advance_step
         return param
-
-    # The stateful optimizers (gpubackprop.optimizers), as kernels/optimizers.cu: a check pass that
-    # computes every candidate value into scratch space and flags a non-finite one, and a guarded
-    # update that computes the same values in place; both through the same function below.
-    def _momentum_candidate(self, param, grad, velocity, b, u, d, lr, momentum, nesterov, weight_decay):
-        """b = mu velocity + d (b may be velocity), u = lr b or lr (d + mu b), d = grad + wd param."""
-        if weight_decay:
-            _multiply(param, weight_decay, d)
-            _add(grad, d, d)
-        else:
-            d = grad
-        _multiply(velocity, momentum, b)
-        _add(b, d, b)
-        if nesterov:
-            _multiply(b, momentum, u)
-            _add(d, u, u)
-            _multiply(u, lr, u)
-        else:
-            _multiply(b, lr, u)
-
-    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch):
-        d, b, u = scratch_buffer(scratch, (3, *grad.shape), grad.dtype, self.empty)
-        self._momentum_candidate(param, grad, velocity, b, u, d, lr, momentum, nesterov, weight_decay)
-        _subtract(param, u, u)  # the candidate parameters
-        return self._flag_nonfinite_rows(scratch, grad, 1, 3, out)
-
-    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch):
-        if guard is not None and not all(map(math.isfinite, guard.tolist())):
-            return param  # the kernel's guard, checked on the host: parameters and state untouched
-        d, _, u = scratch_buffer(scratch, (3, *grad.shape), grad.dtype, self.empty)
-        self._momentum_candidate(param, grad, velocity, velocity, u, d, lr, momentum, nesterov, weight_decay)
-        _subtract(param, u, param)
-        return param
-
-    def _adam_candidate(self, param, grad, m, v, m_out, v_out, u, d, step, lr, beta1, beta2, eps, weight_decay):
-        """m_out, v_out: the new moments (may be m, v); u: the step to subtract; for t = step[0] + 1."""
-        t = float(step[0] + 1)
-        step_size = lr / (1.0 - beta1 ** t)  # in double, as the kernel and torch
-        sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
-        if weight_decay:
-            _multiply(param, weight_decay, d)  # d = g + wd p
-            _add(grad, d, d)
-        else:
-            d = grad
-        _multiply(m, beta1, m_out)  # m = b1 m + (1 - b1) d
-        _multiply(d, 1.0 - beta1, u)
-        _add(m_out, u, m_out)
-        _multiply(v, beta2, v_out)  # v = b2 v + ((1 - b2) d) d
-        _multiply(d, 1.0 - beta2, u)
-        _multiply(u, d, u)
-        _add(v_out, u, v_out)
-        numpy.sqrt(v_out, u)  # u = step_size (m / (sqrt(v) / sqrt(1 - b2^t) + eps))
-        numpy.divide(u, sqrt_bc2, u)
-        _add(u, eps, u)
-        numpy.divide(m_out, u, u)
-        _multiply(u, step_size, u)
-
-    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch):
-        d, u, m_new, v_new = scratch_buffer(scratch, (4, *grad.shape), grad.dtype, self.empty)
-        self._adam_candidate(param, grad, m, v, m_new, v_new, u, d, step, lr, beta1, beta2, eps, weight_decay)
-        _subtract(param, u, u)  # the candidate parameters
-        return self._flag_nonfinite_rows(scratch, grad, 1, 4, out)
-
-    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch):
-        if guard is not None and not all(map(math.isfinite, guard.tolist())):
-            return param  # as the kernel: parameters, m, v and the step count untouched
-        d, u = scratch_buffer(scratch, (4, *grad.shape), grad.dtype, self.empty)[:2]
-        self._adam_candidate(param, grad, m, v, m, v, u, d, step, lr, beta1, beta2, eps, weight_decay)
-        _subtract(param, u, param)
-        step[0] += 1  # the kernel adam_advance_step
-        return param
-
-    def _flag_nonfinite_rows(self, scratch, grad, first, stop, out):
-        """out = 0 when rows [first, stop) of the check's scratch block hold only finite values, NaN
-        otherwise (Inf·0 and NaN·0 are NaN), in one BLAS pass, as sgd_check."""
-        flat = scratch_buffer(scratch, (stop, *grad.shape), grad.dtype, self.empty)[first:stop].reshape(-1)
-        _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), out)
-        return out
 
     # ------------------------------------------------------------------ recording
     def recorder(self):

@@ -1,0 +1,85 @@
+"""A network's parameters and its optimizer's device state, in a few flat buffers.
+
+Every W and b is a view into ONE flat buffer laid out as the workspace's gradients (W₁, b₁, W₂, b₂,
+...), so an optimizer updates all of them in one operation. The optimizer's state rows (momentum's
+velocity; Adam's m and v) are laid out alike; ``step`` counts the accepted optimizer steps (on the
+device, so a recorded step replays correctly; what learning-rate schedules count); ``lrs`` holds
+the learning rates of the next steps (float64, on the device: the kernels read them there, so a
+recorded step survives a change of the learning rate).
+"""
+from __future__ import annotations
+
+import numpy
+
+from .. import validation
+from ..layouts import STEPS_PER_LAUNCH as LR_SLOTS  # one learning rate per step of a recorded launch
+
+
+class Parameters:
+    """The flat parameter buffer with its per-layer views, and the optimizer's state."""
+
+    def __init__(self, backend, layer_sizes, dtype, optimizer):
+        self.backend, self.layer_sizes, self.dtype, self.optimizer = backend, layer_sizes, dtype, optimizer
+        self.weights, self.biases, self.bias_rows, self.flat = (), (), (), None
+        n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+        self.optimizer_state = backend.empty((optimizer.state_buffers, n_params), dtype)
+        self.step = backend.empty((1,), numpy.int64)
+        self.lrs = backend.empty((LR_SLOTS,), numpy.float64)
+        self._host_lrs = numpy.zeros(LR_SLOTS)  # the staging copy: written, then copied in one transfer
+        self.lr_views = tuple(self.lrs[i:i + 1] for i in range(LR_SLOTS))
+
+    def set(self, params):
+        """Replace every (W, b), checked first, copied (cast to our dtype)."""
+        backend = self.backend
+        checked = validation.check_params(params, self.layer_sizes, backend)
+        arrays = [array for pair in checked for array in pair]
+        flat = backend.empty((sum(array.size for array in arrays),), self.dtype)
+        views, offset = [], 0
+        for array in arrays:
+            view = flat[offset:offset + array.size].reshape(array.shape)
+            backend.copyto(view, array)
+            views.append(view)
+            offset += array.size
+        # Only once every copy has succeeded:
+        self.weights, self.biases, self.flat = tuple(views[0::2]), tuple(views[1::2]), flat
+        self.bias_rows = tuple(b.reshape(1, -1) for b in self.biases)  # broadcast over the batch rows
+
+    def get(self):
+        to_numpy = self.backend.to_numpy
+        return [(to_numpy(W), to_numpy(b)) for W, b in zip(self.weights, self.biases)]
+
+    def reset_optimizer(self):
+        self.backend.copyto(self.optimizer_state, numpy.zeros(self.optimizer_state.shape))
+        self.backend.copyto(self.step, numpy.zeros(1, numpy.int64))
+
+    def get_optimizer_state(self):
+        return {"buffers": self.backend.to_numpy(self.optimizer_state),
+                "step": int(self.backend.to_numpy(self.step)[0])}
+
+    def set_optimizer_state(self, state):
+        try:
+            buffers, step = numpy.asarray(state["buffers"]), state["step"]
+        except (TypeError, KeyError):
+            raise TypeError("state must be a dict with 'buffers' and 'step', as get_optimizer_state returns") from None
+        if buffers.shape != self.optimizer_state.shape or buffers.dtype.kind not in "fiu":
+            raise ValueError(f"optimizer state buffers must be a real array of shape {self.optimizer_state.shape} "
+                             f"for {self.optimizer.describe()}, got {buffers.dtype} {buffers.shape}")
+        if isinstance(step, bool) or not isinstance(step, (int, numpy.integer)) or step < 0:
+            raise ValueError(f"optimizer step must be a non-negative int, got {step!r}")
+        self.backend.copyto(self.optimizer_state, buffers)
+        self.backend.copyto(self.step, numpy.array([step], numpy.int64))
+
+    def steps_taken(self) -> int:
+        """The accepted optimizer steps so far (one read from the device)."""
+        return int(self.backend.to_numpy(self.step)[0])
+
+    def write_lrs(self, values):
+        """lrs[:len(values)] = values, in one host-to-device copy (queued after earlier work)."""
+        count = len(values)
+        self._host_lrs[:count] = values
+        self.backend.copyto(self.lrs[:count], self._host_lrs[:count])
+
+    def write_lr(self, value: float):
+        """lrs[0] = value (train_step's learning rate)."""
+        self._host_lrs[0] = value
+        self.backend.copyto(self.lr_views[0], self._host_lrs[:1])

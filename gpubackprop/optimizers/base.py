@@ -1,0 +1,152 @@
+"""What an optimizer is here: a :class:`Rule` (its name, options with their defaults and checks,
+how many state buffers it keeps, its NumPy reference and the name of its kernel) and the
+:class:`Optimizer` value a network is built with (one rule's settings).
+
+As in ``torch.optim``, with θ the parameters, g = ∂L/∂θ and lr the step's learning rate. The state
+(rows laid out like the network's flat parameter buffer) and the count of accepted steps t are
+owned by the network and saved in checkpoints. A refused step (the guarded update) changes neither
+the parameters nor the state, nor t. One backend operation runs any rule
+(``Backend.optimizer_step``): NumPy through the rule's ``numpy_step``, a GPU through the rule's
+kernel ``<name>_step`` (``kernels/optim_<name>.cu``), which performs the same operations in the
+same order.
+
+Adding a rule: one file in this package defining a ``Rule`` subclass as ``RULE``, plus its kernel.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+
+import numpy
+
+
+def real(name, value, low, high, low_open=False, high_open=True) -> float:
+    """``value`` as a float in the interval (``low``, ``high``) with the given open ends, else a
+    TypeError/ValueError naming ``name``: every optimizer option's check."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def flag(name, value) -> bool:
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+class Rule:
+    """One update rule. Subclasses set ``name``, ``defaults`` (option -> default; the options it
+    takes), ``state_buffers``, and define ``check``, ``kernel_scalars`` and ``numpy_step``."""
+
+    name: str = ""
+    defaults: dict = {}
+    state_buffers = 0
+
+    @property
+    def kernel(self) -> str:
+        """The CUDA kernel of this rule (see kernels/optim_common.cuh for its arguments)."""
+        return f"{self.name}_step"
+
+    def check(self, settings: dict) -> dict:
+        """The settings checked and normalised (every option present); raises on a bad one."""
+        return {"weight_decay": real("weight_decay", settings["weight_decay"], 0.0, math.inf)}
+
+    def kernel_scalars(self, settings: dict) -> tuple:
+        """The four doubles h0..h3 that the kernel reads its settings from."""
+        raise NotImplementedError
+
+    def numpy_step(self, settings, t, lr, p, g, state, p_out, state_out, work):
+        """The NumPy reference: from parameters ``p``, gradients ``g`` (clipped already) and the
+        state rows ``state``, the new parameters into ``p_out`` and state into ``state_out`` (each
+        may be its input: in place) for step ``t`` (1 at the first accepted step) at learning rate
+        ``lr`` (a float); ``work``: (2, n) scratch rows."""
+        raise NotImplementedError
+
+
+class Optimizer:
+    """One optimizer's settings: a rule's name (see ``NAMES``) and its options, None or absent
+    meaning the default. Read them as attributes (``Optimizer("adam").beta1 == 0.9``). Checked here:
+    a bad value is a ValueError/TypeError, an option the rule does not take a ValueError."""
+
+    __slots__ = ("name", "_settings")
+
+    def __init__(self, name="sgd", **options):
+        from . import RULES  # the registry: this package's rule files
+        given = {key: value for key, value in options.items() if value is not None}
+        known = sorted({key for rule in RULES.values() for key in rule.defaults})
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise TypeError(f"unknown optimizer option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if not isinstance(name, str) or name not in RULES:
+            raise ValueError(f"optimizer must be one of {', '.join(map(repr, RULES))}, got {name!r}")
+        rule = RULES[name]
+        for key in given:
+            if key not in rule.defaults:
+                applies = " or ".join(repr(n) for n, r in RULES.items() if key in r.defaults)
+                raise ValueError(f"{key} applies to optimizer {applies}, not {name!r}")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_settings", rule.check({**rule.defaults, **given}))
+
+    def __getattr__(self, key):
+        try:
+            return object.__getattribute__(self, "_settings")[key]
+        except KeyError:
+            raise AttributeError(f"optimizer {self.name!r} has no setting {key!r}") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("an Optimizer is immutable: build a new one")
+
+    def __eq__(self, other):
+        return isinstance(other, Optimizer) and (self.name, self._settings) == (other.name, other._settings)
+
+    def __hash__(self):
+        return hash((self.name, tuple(sorted(self._settings.items()))))
+
+    def __repr__(self):
+        return f"Optimizer({self.name!r}" + "".join(f", {k}={v!r}" for k, v in self._settings.items()) + ")"
+
+    @property
+    def rule(self) -> Rule:
+        from . import RULES
+        return RULES[self.name]
+
+    @property
+    def state_buffers(self) -> int:
+        """How many buffers the size of the parameters the update keeps."""
+        return self.rule.state_buffers
+
+    def options(self) -> dict:
+        """The settings (what ``configure`` takes back)."""
+        return dict(self._settings)
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, **self._settings}, sort_keys=True)
+
+    def describe(self) -> str:
+        opts = ", ".join(f"{k} {v:g}" if not isinstance(v, bool) else f"{k} {v}" for k, v in self._settings.items()
+                         if not (k == "weight_decay" and v == 0) and not (k == "nesterov" and not v))
+        return self.name + (f" ({opts})" if opts else "")
+
+
+def configure(optimizer="sgd", **options) -> Optimizer:
+    """An ``Optimizer`` from a name (or an ``Optimizer``, returned as it is when no options are
+    given) and the options that apply to it; None means the default."""
+    if isinstance(optimizer, Optimizer):
+        if any(value is not None for value in options.values()):
+            raise ValueError("pass either an Optimizer or an optimizer name with options, not both")
+        return optimizer
+    return Optimizer(optimizer, **options)
+
+
+def from_json(text: str) -> Optimizer:
+    """The ``Optimizer`` that ``Optimizer.to_json`` wrote (ValueError/TypeError when it is not one)."""
+    settings = json.loads(text)
+    if not isinstance(settings, dict):
+        raise ValueError(f"not an optimizer's settings: {text!r}")
+    return configure(settings.pop("name", None), **settings)
