@@ -1,0 +1,76 @@
+"""The learning rate lives on the device: changing it never records a new step, and a schedule's
+values reach the device in one copy per launch, not a host round trip per step."""
+import numpy
+import pytest
+
+import gpubackprop as gb
+from gpubackprop.optimizers import schedules
+
+
+class CountingRecorder:
+    """Runs each step eagerly, and keeps the keys a recording backend would record under (the
+    arrays by identity, as the CUDA recorder keys them by address)."""
+
+    records, error = True, None
+
+    def __init__(self):
+        self.keys = []
+
+    def run(self, step, recordings, arrays, scalars):
+        self.keys.append((*scalars, *(id(a) for a in arrays)))
+        step()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_one_recording_serves_100_learning_rates(optimizer):
+    net = gb.MLP([3, 5, 2], optimizer=optimizer, dtype="float64", backend="numpy", seed=0)
+    recorder = net.steps.recorder = CountingRecorder()
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    lrs = numpy.geomspace(1e-3, 1e-1, 100)
+    reference = gb.MLP([3, 5, 2], optimizer=optimizer, dtype="float64", backend="numpy", seed=0)
+    for lr in lrs:
+        net.train_step(X, Y, lr)
+        reference.train_step(X, Y, lr)
+    assert len(recorder.keys) == 100 and len(set(recorder.keys)) == 1  # one recording, replayed 99 times
+    for (W0, b0), (W1, b1) in zip(net.get_params(), reference.get_params()):  # and each lr was used
+        assert W0.tobytes() == W1.tobytes() and b0.tobytes() == b1.tobytes()
+
+
+def test_the_step_reads_the_learning_rate_where_it_runs():
+    # sgd: θ ← θ − lr·g with lr read from the device buffer at the step, not baked in before.
+    net = gb.MLP([3, 4, 2], dtype="float64", backend="numpy", seed=1)
+    rng = numpy.random.default_rng(1)
+    X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    for lr in (0.3, 0.05, 1.7):
+        _, grads = net.loss_and_grads(X, Y)
+        before = net.get_params()
+        net.train_step(X, Y, lr)
+        for (W0, b0), (gW, gb_), (W1, b1) in zip(before, grads, net.get_params()):
+            assert (W1 == W0 - lr * gW).all() and (b1 == b0 - lr * gb_).all()
+
+
+def test_a_schedule_in_fit_keeps_one_recording_per_launch_shape_and_one_copy_per_launch(monkeypatch):
+    net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
+    recorder = net.steps.recorder = CountingRecorder()
+    copies = []
+    original = net.steps.params.write_lrs
+    monkeypatch.setattr(net.steps.params, "write_lrs", lambda values: copies.append(len(values)) or original(values))
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.normal(size=(40 * 16 + 5, 2)), rng.normal(size=40 * 16 + 5)
+    net.fit(X, Y, epochs=3, batch_size=16, lr=schedules.ExponentialLR(0.1, 0.99), progress=False)
+    # Per epoch: a launch of 32 steps, one of 8, the partial batch alone; the same three
+    # recordings in every epoch, whatever the 123 learning rates.
+    assert len(recorder.keys) == 9 and len(set(recorder.keys)) == 3
+    assert copies == [32, 8, 1] * 3  # the next steps' learning rates, one copy per launch
+    assert net.get_optimizer_state()["step"] == 123
+
+
+def test_constant_lr_in_fit_is_written_once():
+    net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
+    copies = []
+    original = net.steps.params.write_lrs
+    net.steps.params.write_lrs = lambda values: copies.append(len(values)) or original(values)
+    X, Y = numpy.ones((100, 2)), numpy.ones(100)
+    net.fit(X, Y, epochs=3, batch_size=10, lr=0.1, progress=False)
+    assert len(copies) == 1
