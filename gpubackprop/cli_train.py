@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy
 
-from . import activations, checkpoint, distributed, losses, optimizers
+from . import activations, checkpoint, defaults, distributed, losses, optimizers
 from .backends import ENV_VAR, describe
 from .cli_common import UsageError, add_backend_argument, check_writable, one_line
 from .errors import CheckpointError, DistributedError, NonFiniteLossError, TrainingInterrupted
@@ -44,10 +44,10 @@ from .validation import DTYPES, PRECISIONS, check_labels, one_hot
 
 # Defaults chosen so that the built-in task trains robustly: over 10 seeds, 50 epochs take the
 # training loss 25-35x below the first epoch's (numpy backend, about 0.5 s on one CPU core).
-DEFAULT_HIDDEN = (32, 32)
-DEFAULT_LR = {"sgd": 0.2, "momentum": 0.02, "adam": 0.01}  # per optimizer; 0.2: the built-in task's SGD
-DEFAULT_BATCH = 32
-DEFAULT_EPOCHS = 50
+DEFAULT_HIDDEN = defaults.CLI_HIDDEN  # the command line's defaults: gpubackprop.defaults
+DEFAULT_LR = defaults.CLI_LR
+DEFAULT_BATCH = defaults.CLI_BATCH_SIZE
+DEFAULT_EPOCHS = defaults.CLI_EPOCHS
 BUILTIN_SAMPLES = 10240
 BUILTIN_NOISE = 0.05
 BUILTIN_RANGE = 3.0
@@ -80,11 +80,12 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"passes over the training data (default {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"mini-batch size (default {DEFAULT_BATCH})")
     parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+                        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+                        + f", else {defaults.LR:g})")
     parser.add_argument("--loss", choices=losses.NAMES,
                         help="mse (default), softmax_cross_entropy (class labels) or sigmoid_binary_cross_entropy; "
                              "the classification losses use the built-in spirals when no --data is given")
-    parser.add_argument("--optimizer", choices=optimizers.NAMES, help="sgd (default), momentum or adam")
+    parser.add_argument("--optimizer", choices=optimizers.NAMES, help=f"{defaults.OPTIMIZER} (default), or " + ", ".join(n for n in optimizers.NAMES if n != defaults.OPTIMIZER))
     parser.add_argument("--momentum", type=float, help="momentum optimizer: μ (default 0.9)")
     parser.add_argument("--nesterov", action="store_true", default=None, help="momentum optimizer: Nesterov's variant")
     parser.add_argument("--beta1", type=float, help="adam: β₁ (default 0.9)")
@@ -462,8 +463,8 @@ def main(args) -> int:
 
 
 # What the options default to without --init; with it, what they leave out comes from the checkpoint.
-_DEFAULTS = {"activation": "sigmoid", "output_activation": "identity", "loss": "mse", "optimizer": "sgd",
-             "dtype": "float32", "precision": "fp32"}
+_DEFAULTS = {"activation": defaults.ACTIVATION, "output_activation": defaults.OUTPUT_ACTIVATION, "loss": defaults.LOSS,
+             "optimizer": defaults.OPTIMIZER, "dtype": defaults.DTYPE, "precision": defaults.PRECISION}
 _OPTIMIZER_SETTINGS = ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay")
 
 
@@ -548,7 +549,7 @@ def _run(args) -> int:
                                              weight_decay=args.weight_decay)
         except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
-    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    lr = DEFAULT_LR.get(args.optimizer, defaults.LR) if args.lr is None else args.lr
     if args.patience is not None and args.patience < 1:
         raise UsageError(f"--patience must be a positive number of epochs, got {args.patience}")
     if args.patience is not None and args.val_fraction == 0:

@@ -19,4 +19,4 @@ PRECISION = "fp32"
 CLI_EPOCHS = 50
 CLI_BATCH_SIZE = BATCH_SIZE
 CLI_HIDDEN = (32, 32)
-CLI_LR = {"sgd": 0.2, "momentum": 0.02, "adam": 0.01, "adamw": 0.01}  # 0.2: the built-in task's SGD
+CLI_LR = {"sgd": 0.2, "momentum": 0.02, "adam": 0.01}  # 0.2: the built-in task's SGD; other optimizers: LR

@@ -2,7 +2,7 @@
 takes, and how its outputs become probabilities and classes.
 
 Everything that lists losses reads this table: ``MLP``, checkpoints, the command line's choices and
-the tests. The math is the backend's ``<name>_loss_grad`` (NumPy reference, CUDA kernel in
+the tests. The math is the backend's ``loss_grad(name, ...)`` (NumPy reference, CUDA kernel in
 ``kernels/loss.cu``): one pass that writes the loss, ∂L/∂ŷ and, for the classification losses, how
 many predictions were right (for accuracy).
 

@@ -78,7 +78,7 @@ def main(scenario, out, backend="numpy"):
                 result[f"val{epoch}"] = history.val_loss[0]
             result[f"rate{epoch}"] = history[0]["samples_per_s"]
         # Steps recorded as CUDA graphs (on CuPy; what is not a recording marks a step seen once).
-        result["graphs"] = sum(type(g).__name__ == "Graph" for ws in net._workspaces.values() for g in ws.recordings.values())
+        result["graphs"] = sum(type(g).__name__ == "Graph" for ws in net.steps.workspaces.values() for g in ws.recordings.values())
 
     elif scenario == "classify":
         # Softmax cross-entropy and Adam: the optimizer's state and the accuracy go through the same

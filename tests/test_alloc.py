@@ -6,7 +6,7 @@ freed inside a step). The slack allows NumPy's fixed-size iterator buffer (numpy
 elements, used by broadcasting ufuncs whatever the array size) and Python-object noise; the
 large networks are sized so that every weight and activation array is bigger than that slack,
 so one temporary or leaked copy of any of them fails the test. (Biases are small, but they go
-through the same sum_rows / sgd_update code as the weights.)
+through the same sum_rows / optimizer_step code as the weights.)
 """
 import tracemalloc
 

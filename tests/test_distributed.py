@@ -162,7 +162,7 @@ def test_adam_and_a_classification_loss_train_as_one_process_with_the_global_acc
             Xb = numpy.concatenate([s[0][step * b:(step + 1) * b] for s in shards])
             Yb = numpy.concatenate([s[1][step * b:(step + 1) * b] for s in shards])
             weighted += net.train_step(Xb, Yb, 0.05) * len(Xb)
-            hits += float(net._workspaces[len(Xb)].status[3])  # the step's right predictions
+            hits += float(net.steps.workspaces[len(Xb)].correct)  # the step's right predictions
         for result in ranks:
             assert_close(result[f"params{epoch}"], flat(net))
             assert_close(result[f"loss{epoch}"], weighted / 21)

@@ -40,7 +40,7 @@ def per_step(net, X, Y, epochs, batch_size, lr, seed, first_steps=None):
 def graphs_of(net):
     import cupy
 
-    return [r for ws in net._workspaces.values() for r in ws.recordings.values() if isinstance(r, cupy.cuda.graph.Graph)]
+    return [r for ws in net.steps.workspaces.values() for r in ws.recordings.values() if isinstance(r, cupy.cuda.graph.Graph)]
 
 
 def assert_params(a, b, rtol=0.0):

@@ -34,7 +34,7 @@ def assert_same_params(net_cpu, net_gpu, rtol, what):
 def graphs_of(net):
     import cupy
 
-    return [r for ws in net._workspaces.values() for r in ws.recordings.values() if isinstance(r, cupy.cuda.graph.Graph)]
+    return [r for ws in net.steps.workspaces.values() for r in ws.recordings.values() if isinstance(r, cupy.cuda.graph.Graph)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

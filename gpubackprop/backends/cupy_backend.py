@@ -7,61 +7,23 @@ network ensures by running every call under ``activate()``.
 """
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import numpy
 
 from .. import activations
 from . import conversion
-from ..layouts import GUARD, STATUS, cuda_defines
+from ..layouts import GUARD, STATUS
 from .base import Backend, scratch_buffer
-from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
+from .cuda_graphs import GraphRecorder
+from .cuda_kernels import _NVRTC_OPTIONS, kernel_dir, kernel_files, kernel_source  # noqa: F401 (public here too)
+from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, \
     column_major_arguments
 from .timers import EventTimer
 
 _THREADS = 256
-_SEEN = object()  # a step key met once: recorded at the next meeting
-_MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
-# The kernels: these, then every rule's kernels/optim_<name>.cu (gpubackprop.optimizers.RULES).
-_KERNEL_FILES = ("activations.cu", "loss.cu", "checks.cu", "fit.cu")
-# --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
-# reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
-_NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
 _INSTALL_HINT = "pip install 'gpubackprop[cuda12]' (CUDA 12 driver) or 'gpubackprop[cuda13]' (CUDA 13 driver)"
 _probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
-
-
-def kernel_dir() -> Path:
-    """Where the .cu sources are: inside the installed package, else the source tree's kernels/."""
-    override = os.environ.get("GPUBACKPROP_KERNEL_DIR")
-    if override:
-        return Path(override)
-    here = Path(__file__).resolve().parent.parent  # gpubackprop/
-    for candidate in (here / "kernels", here.parent / "kernels"):
-        if (candidate / _KERNEL_FILES[0]).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"gpubackprop's CUDA sources ({', '.join(_KERNEL_FILES)}) are neither in {here / 'kernels'} "
-        f"nor in {here.parent / 'kernels'}; reinstall the package or set GPUBACKPROP_KERNEL_DIR"
-    )
-
-
-def kernel_files() -> tuple:
-    """The .cu files of the kernels, in the order they are compiled."""
-    from ..optimizers import RULES  # (the optimizers import no backend)
-    return _KERNEL_FILES + tuple(f"optim_{name}.cu" for name in RULES)
-
-
-def kernel_source(dtype) -> str:
-    """All kernel sources as one translation unit, with GB_REAL set to the C type of dtype and the
-    slot layouts (gpubackprop.layouts) as #defines; optim_common.cuh is found through -I."""
-    ctype = {"float32": "float", "float64": "double"}[numpy.dtype(dtype).name]
-    parts = [f"#define GB_REAL {ctype}\n" + cuda_defines()]
-    for name in kernel_files():
-        parts.append(f'#line 1 "{name}"\n' + (kernel_dir() / name).read_text())
-    return "\n".join(parts)
 
 
 def _probe():
@@ -242,7 +204,7 @@ class CupyBackend(Backend):
                 module = self._modules.get(key[0])
                 if module is None:
                     module = self._modules[key[0]] = self.xp.RawModule(
-                        code=kernel_source(key[0]), options=(*_NVRTC_OPTIONS, f"-I{kernel_dir()}"))
+                        code=kernel_source(key[0]), options=_NVRTC_OPTIONS)
                 fn = self._kernels[key] = module.get_function(name)
         return fn
 
@@ -366,7 +328,7 @@ class CupyBackend(Backend):
             status[STATUS.update_check:STATUS.update_check + 1].fill(0)
         n = param.size
         n_guard = numpy.int64(GUARD if guarded else 0)
-        h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer._settings))
+        h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer.settings))
         self.kernel(optimizer.rule.kernel, param.dtype)(
             self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
                                          numpy.float64(0.0 if clip is None else clip), status, n_guard,
@@ -378,63 +340,3 @@ class CupyBackend(Backend):
     # ------------------------------------------------------------------ CUDA graphs
     def recorder(self):
         return GraphRecorder(self)
-
-
-class GraphRecorder:
-    """Records one network's step into a CUDA graph at its second call with the same arrays (by
-    address) and scalars, and replays the graph from then on.
-
-    A step is a dozen or more launches whose Python and launch overhead dominates at small sizes;
-    a graph replays them all in one launch. The first call runs eagerly, so kernels are compiled
-    and cuBLAS is initialised outside the capture. If a capture fails, every step of this network
-    runs eagerly from then on (the reason is kept in ``error``): a graph is only ever a speed-up.
-    Each network has its own recorder: its own capture stream and capturable cuBLAS handle, so
-    networks on one device capture and replay independently, from any threads.
-    """
-
-    records = True
-
-    def __init__(self, backend: CupyBackend):
-        self._backend = backend
-        self._stream = None
-        self._gemm = None
-        self.error = None  # why capturing failed, if it did
-
-    def run(self, step, recordings, arrays, scalars):
-        if self.error is not None:
-            step()
-            return
-        key = (*scalars, *(a.data.ptr for a in arrays))
-        graph = recordings.get(key)
-        if graph is None:
-            if len(recordings) >= _MAX_RECORDINGS:  # inputs at ever new addresses: stop keeping their graphs
-                recordings.clear()
-            recordings[key] = _SEEN
-            step()
-            return
-        if graph is _SEEN:
-            graph = self._capture(step)
-            if graph is None:
-                step()
-                return
-            recordings[key] = graph
-        graph.launch(stream=self._backend.xp.cuda.get_current_stream())
-
-    def _capture(self, step):
-        backend = self._backend
-        try:
-            if self._stream is None:
-                self._stream = backend.xp.cuda.Stream(non_blocking=True)
-                self._gemm = CapturableGemm(backend.xp, self._stream)
-            with self._stream:
-                self._stream.begin_capture()
-                backend._capturing.gemm = self._gemm
-                try:
-                    step()
-                finally:
-                    backend._capturing.gemm = None
-                    graph = self._stream.end_capture()
-            return graph
-        except Exception as exc:  # kept for the tests and the benchmark's report
-            self.error = f"{type(exc).__name__}: {exc}"
-            return None

@@ -31,17 +31,15 @@ one-hot rows already on the device; torch's Adam with ``capturable=True`` where 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import os
 import statistics
 
 import numpy
 
-from .timing import blas_threads
+from .data import LEARNING_RATE, _data
+from .torch_cases import _capture, _matmul_precision, _torch_device, _torch_model, _torch_optimizer, torch_status  # noqa: F401
 
-LEARNING_RATE = 1e-3
 SIZES = {
     "tiny": ([2, 2, 1], 1),
     "small": ([64, 128, 128, 1], 64),
@@ -122,35 +120,8 @@ class Training:
 MSE_SGD = Training()
 
 
-def _data(sizes, batch, seed=0, loss="mse"):
-    """(X, Y, labels): Y as ours takes it (values; one-hot rows for softmax cross-entropy;
-    probabilities for binary cross-entropy), labels the classes behind softmax's rows (else None)."""
-    rng = numpy.random.default_rng(seed)
-    X = rng.standard_normal((batch, sizes[0]))
-    if loss == "softmax_cross_entropy":
-        labels = rng.integers(0, sizes[-1], batch)
-        Y = numpy.zeros((batch, sizes[-1]))
-        Y[numpy.arange(batch), labels] = 1.0
-        return X, Y, labels
-    if loss == "sigmoid_binary_cross_entropy":
-        return X, rng.uniform(0.0, 1.0, (batch, sizes[-1])), None
-    return X, rng.uniform(-1.0, 1.0, (batch, sizes[-1])), None
-
-
-def torch_status():
-    """(torch module or None, why not)."""
-    # torch's OpenMP threads otherwise spin after each parallel region, stealing the cores from
-    # the next case of the round (NumPy's BLAS threads): set before torch first loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-    except Exception as exc:
-        return None, f"not installed ({type(exc).__name__})"
-    return torch, None
-
-
 def make_ours(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) -> Case:
-    from ..mlp import MLP
+    from ..model import MLP
 
     net = MLP(sizes, loss=training.loss, optimizer=training.optimizer, dtype=dtype, precision=precision,
               backend=backend, seed=0)
@@ -167,7 +138,7 @@ def make_ours(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) 
 def make_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_BATCHES_DEFAULT, training=MSE_SGD) -> Case:
     """One epoch of ``MLP.fit`` per call over ``batches`` full batches, the data already on the
     device in the network's dtype (as a user who cares would pass it), a new seed each epoch."""
-    from ..mlp import MLP
+    from ..model import MLP
 
     net = MLP(sizes, loss=training.loss, optimizer=training.optimizer, dtype=dtype, precision=precision,
               backend=backend, seed=0)
@@ -212,85 +183,6 @@ def make_floor(backend, sizes, batch, dtype, precision="fp32") -> Case:
     return Case("floor", step, backend.timer())
 
 
-def _torch_device(backend, name, threads=None, needs_cuda=False):
-    """(torch, device, timer) for a torch case on ``backend``'s device, or (None, why, None)."""
-    torch, why = torch_status()
-    if torch is None:
-        return None, why, None
-    device = torch.device(backend.device)  # "cpu" or "cuda:N": the same words in torch
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return None, f"torch {torch.__version__} has no CUDA device", None
-        return torch, device, torch_event_timer(torch, device)
-    if needs_cuda:
-        return None, f"skipped: needs CUDA ({name} replays a torch.cuda.graph; this backend computes on the CPU)", None
-    torch.set_num_threads(threads or blas_threads())  # the same thread count as NumPy's BLAS
-    return torch, device, backend.timer()
-
-
-def _torch_model(torch, device, sizes, batch, dtype, rows=None, loss="mse"):
-    """Parameters as ours start (same initial weights), data on ``device``, and the loss of a
-    batch as a function: forward (F.linear, sigmoid), then L = Σ (ŷ − y)² / (2 batch), or
-    F.cross_entropy on integer labels, or F.binary_cross_entropy_with_logits summed / batch."""
-    import torch.nn.functional as F
-
-    from ..mlp import MLP
-
-    tdtype = {"float32": torch.float32, "float64": torch.float64}[numpy.dtype(dtype).name]
-    init = MLP(sizes, dtype="float64", backend="numpy", seed=0).get_params()  # same start as ours
-    params = []
-    for W, b in init:
-        params.append(torch.tensor(W, dtype=tdtype, device=device, requires_grad=True))
-        params.append(torch.tensor(b, dtype=tdtype, device=device, requires_grad=True))
-    X, Y, labels = _data(sizes, rows or batch, loss=loss)
-    X = torch.tensor(X, dtype=tdtype, device=device)
-    Y = torch.tensor(Y, dtype=tdtype, device=device) if labels is None else torch.tensor(labels, device=device)
-    layers = [(params[2 * i], params[2 * i + 1]) for i in range(len(init))]
-    scale = (0.5 if loss == "mse" else 1.0) / batch
-    criterion = {"mse": F.mse_loss, "softmax_cross_entropy": None,
-                 "sigmoid_binary_cross_entropy": F.binary_cross_entropy_with_logits}[loss]
-
-    def loss_of(X, Y):
-        a = X
-        for i, (W, b) in enumerate(layers):
-            a = F.linear(a, W, b)
-            if i < len(layers) - 1:
-                a = torch.sigmoid(a)
-        if criterion is None:
-            return F.cross_entropy(a, Y)
-        return criterion(a, Y, reduction="sum") * scale
-
-    return params, X, Y, loss_of
-
-
-class _TF32Matmuls:
-    """torch.set_float32_matmul_precision("high") (TF32 GEMMs) inside the block, the previous
-    setting after. Reusable."""
-
-    def __init__(self, torch):
-        self.torch = torch
-
-    def __enter__(self):
-        self.previous = self.torch.get_float32_matmul_precision()
-        self.torch.set_float32_matmul_precision("high")
-
-    def __exit__(self, *exc):
-        self.torch.set_float32_matmul_precision(self.previous)
-
-
-def _matmul_precision(torch, precision):
-    """A context manager for torch's GEMMs in ``precision``; fp32 is torch's default ("highest"):
-    nothing to set, so an fp32 step costs what it always did."""
-    return _TF32Matmuls(torch) if precision == "tf32" else contextlib.nullcontext()
-
-
-def _torch_optimizer(torch, params, training, graphed=False):
-    """torch.optim's optimizer of ``training`` at its default settings, as ours (momentum 0.9)."""
-    if training.optimizer == "adam":
-        return torch.optim.Adam(params, lr=LEARNING_RATE, capturable=graphed)  # capturable: inside a graph
-    return torch.optim.SGD(params, lr=LEARNING_RATE, momentum=0.9 if training.optimizer == "momentum" else 0.0)
-
-
 def make_torch(backend, sizes, batch, dtype, threads=None, precision="fp32", training=MSE_SGD) -> Case:
     torch, device, timer = _torch_device(backend, "torch", threads)
     if torch is None:
@@ -308,25 +200,6 @@ def make_torch(backend, sizes, batch, dtype, threads=None, precision="fp32", tra
             return loss.item()
 
     return Case("torch", step, timer)
-
-
-def _capture(torch, device, work, optimizer, precision):
-    """``work()`` (forward, backward, SGD step) captured in a CUDA graph as PyTorch documents
-    whole-network capture: warm-up on a side stream, gradients set to None before capture (so the
-    captured backward writes them, from the graph's memory pool). Returns (graph, its outputs)."""
-    with torch.cuda.device(device), _matmul_precision(torch, precision):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                optimizer.zero_grad(set_to_none=True)
-                work()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
-            outputs = work()
-    return graph, outputs
 
 
 def make_torch_graphed(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) -> Case:
@@ -388,14 +261,6 @@ def make_torch_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_B
     return Case("torch_fit", epoch, timer, steps_per_call=batches)
 
 
-def torch_event_timer(torch, device):
-    from ..backends.timers import EventTimer
-
-    with torch.cuda.device(device):
-        return EventTimer(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
-                          lambda start, stop: start.elapsed_time(stop))
-
-
 def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, precision="fp32",
                fit_batches=FIT_BATCHES_DEFAULT, training=MSE_SGD):
     cases = [make_ours(backend, sizes, batch, dtype, precision, training),
@@ -409,45 +274,3 @@ def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, prec
         cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_graphed", "torch_fit"))
     return cases
 
-
-def kernel_cases(backend, dtype, n):
-    """The fused sigmoid backward δ = g·a·(1−a) (reads g and a, writes δ: 3 arrays of n) and a
-    raw device copy of the same bytes (1.5 n read, 1.5 n written); with their bytes moved."""
-    g = backend.asarray(numpy.random.default_rng(0).uniform(-1, 1, n), dtype)
-    a = backend.asarray(numpy.random.default_rng(1).uniform(0, 1, n), dtype)
-    out, scratch = backend.empty((n,), dtype), {}
-    return _beside_a_copy(backend, dtype, "sigmoid_backward (fused)", 3 * n,
-                          lambda: backend.activation_backward(g, a, "sigmoid", out=out, scratch=scratch))
-
-
-def adam_kernel_cases(backend, dtype, n):
-    """The fused Adam update over n parameters (reads θ, g, m, v; writes θ, m, v: 7 numbers per
-    parameter, plus the one-thread step-count kernel) and a raw device copy of the same bytes
-    (3.5 n read, 3.5 n written); with their bytes moved."""
-    rng = numpy.random.default_rng(2)
-    param, grad = backend.asarray(rng.uniform(-1, 1, n), dtype), backend.asarray(rng.uniform(-1e-3, 1e-3, n), dtype)
-    m, v = backend.asarray(numpy.zeros(n), dtype), backend.asarray(numpy.zeros(n), dtype)
-    step = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
-    scratch = {}
-    return _beside_a_copy(backend, dtype, "adam_update (fused)", 7 * n,
-                          lambda: backend.adam_update(param, grad, m, v, step, 1e-9, 0.9, 0.999, 1e-8, 0.0, None, scratch))
-
-
-def _beside_a_copy(backend, dtype, name, numbers, run):
-    """[(case, bytes moved)] for ``run()``, which moves ``numbers`` elements of ``dtype``, and for a
-    raw device copy of the same bytes (half of them read, half written), under the device."""
-    half = numbers // 2
-    src, dst = backend.empty((half,), dtype), backend.empty((half,), dtype)  # a copy moves bytes, whatever they hold
-    activate = backend.activate
-
-    def fused():
-        with activate():
-            run()
-
-    def copy():
-        with activate():
-            backend.device_copy(dst, src)
-
-    itemsize = numpy.dtype(dtype).itemsize
-    timer = backend.timer()
-    return [(Case(name, fused, timer), numbers * itemsize), (Case("device copy, same bytes", copy, timer), 2 * half * itemsize)]

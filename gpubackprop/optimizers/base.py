@@ -121,6 +121,12 @@ class Optimizer:
         """How many buffers the size of the parameters the update keeps."""
         return self.rule.state_buffers
 
+    @property
+    def settings(self) -> dict:
+        """The checked settings, every option of the rule present (read-only by convention: what
+        the rule's ``numpy_step`` and ``kernel_scalars`` read)."""
+        return self._settings
+
     def options(self) -> dict:
         """The settings (what ``configure`` takes back)."""
         return dict(self._settings)

@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import math
 
+from ..validation import positive_int as _count
 from .base import real
-
-
-def _count(name, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class StepLR:

@@ -36,6 +36,8 @@ class LearningRates:
             self.value(self.step)  # a schedule that gives a bad first value fails before any step
 
     def start(self):
+        """At an epoch's start: a constant learning rate into every slot (written again each epoch,
+        in case a callback's train_step wrote another one between epochs)."""
         if self.schedule is None:
             self.params.write_lrs([self.constant] * STEPS_PER_LAUNCH)
 
@@ -94,6 +96,7 @@ class LocalEpochs:
             backend.copyto(self.order_dev, self.order)
         backend.copyto(self.cursor, self.zero_cursor)
         backend.copyto(self.totals, self.zero_totals)
+        self.lrs.start()
         for ws, steps, done in self.launches:
             self.lrs.next(steps)
             self.net.steps.launch(steps, self.X, self.Y, self.order_dev, self.cursor, ws, self.totals, self.clip,
@@ -136,6 +139,7 @@ class DataParallelEpochs:
             self.rng.shuffle(self.order)
             self.net.backend.copyto(self.order_dev, self.order)
         n, backend, steps, plan = self.X.shape[0], self.net.backend, self.net.steps, self.plan
+        self.lrs.start()
         weighted = correct = 0.0
         ws = None
         for step in range(plan.steps):

@@ -72,7 +72,6 @@ def fit(net, X, Y, *, epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, lr
     history, epoch, completed = History(), first, False
     for hook in hooks:
         hook.on_train_begin(net, _metrics(units, val))
-    lrs.start()
     try:
         with interrupt:
             for epoch in range(first, first + epochs):
