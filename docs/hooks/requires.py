@@ -24,9 +24,10 @@ def module_source_present(name: str) -> bool:
 def on_page_markdown(markdown, page, **kwargs):
     for match in MARKER.finditer(markdown):
         for name in match.group(1).split():
-            if name.startswith("gpubackprop.") and not module_source_present(name):
+            directive = re.compile(rf"^:::\s*{re.escape(name)}\b.*$(\n    .*$)*", re.M)
+            if directive.search(markdown) and not module_source_present(name):
                 log.info("%s: %s is not in this source tree; its reference is left out", page.file.src_path, name)
                 note = (f'!!! note "Not in this build"\n    `{name}` is not part of this checkout of '
                         f"gpubackprop, so its reference could not be generated.\n")
-                markdown = re.sub(rf"^:::\s*{re.escape(name)}\b.*$(\n    .*$)*", note, markdown, flags=re.M)
+                markdown = directive.sub(note, markdown)
     return markdown
