@@ -130,3 +130,32 @@ def missing(name: str) -> str | None:
             thing, owner = getattr(thing, attribute), f"{owner}.{attribute}"
         return None
     return f"{name} cannot be imported here"
+
+
+def command_lines() -> list[tuple[str, list[str]]]:
+    """Every ``gpubackprop ...`` command of the ```bash blocks of README.md and docs/, as
+    ("path:line", argv after "gpubackprop"), split at ``&&``, ``|`` and ``;``, comments dropped."""
+    import shlex
+
+    found = []
+    for path in documents():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        relative = path.relative_to(REPO).as_posix()
+        inside = False
+        for number, line in enumerate(lines, 1):
+            fence = FENCE.match(line)
+            if fence is not None:
+                inside = not inside and fence.group(2) in ("bash", "sh", "shell", "console")
+                continue
+            if not inside:
+                continue
+            words = shlex.split(line, comments=True)
+            command: list[str] = []
+            for word in [*words, "&&"]:
+                if word in ("&&", "|", ";", "||"):
+                    if "gpubackprop" in command:
+                        found.append((f"{relative}:{number}", command[command.index("gpubackprop") + 1:]))
+                    command = []
+                else:
+                    command.append(word)
+    return found

@@ -89,6 +89,22 @@ def test_missing_names_say_why():
     assert "cannot be imported" in doc_examples.missing("no_such_package_gpubackprop_test")
 
 
+def test_every_documented_command_line_parses():
+    # Each `gpubackprop ...` of the bash blocks, parsed by the command line's own parser (nothing runs):
+    # a renamed or missing command or option in the documentation fails here.
+    from gpubackprop.cli import build_parser
+
+    commands = doc_examples.command_lines()
+    assert len(commands) >= 10, commands
+    for where, argv in commands:
+        if argv[:1] == ["COMMAND"] or "--help" in argv or "--version" in argv:
+            continue  # a placeholder, or a help that exits at once
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as exit:
+            pytest.fail(f"{where}: gpubackprop {' '.join(argv)} does not parse (exit code {exit.code})")
+
+
 def test_readme_is_a_front_page_of_at_most_200_lines():
     lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; the rest belongs in docs/"
