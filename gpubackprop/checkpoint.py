@@ -242,8 +242,14 @@ def _text(arrays, key, path) -> str:
 def read(path) -> dict:
     """The checkpoint at ``path`` as {"layer_sizes", "hidden_activation", "output_activation",
     "dtype", "precision", "params", "loss", "optimizer" (an ``optimizers.Optimizer``),
-    "optimizer_state" (None for version 1 files: a fresh state)}, fully checked; raises
-    CheckpointError naming the file and the problem."""
+    "optimizer_state" (None for version 1 files: a fresh state)}, fully checked.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        CheckpointError: anything but a valid checkpoint (truncated, corrupt, another version, another
+            ``.npz``, sizes that lie); the message names the file and the problem. Every member's size
+            is checked before any data is read.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")

@@ -94,6 +94,12 @@ def init(mpi_comm=None, *, timeout=None, abort_on_error=True) -> "Communicator":
     ``DistributedTimeoutError`` (default: the ``GPUBACKPROP_COMM_TIMEOUT`` environment variable, else
     60). ``abort_on_error``: an unhandled exception on this rank aborts every rank at once
     (``MPI_Abort`` after the traceback is printed) instead of leaving the others to the deadline.
+
+    Raises:
+        ValueError: ``timeout`` (or the environment variable) is not a finite positive number of
+            seconds; checked before MPI starts.
+        DistributedUnavailableError: mpi4py (or an MPI library) is missing; the message says what to
+            install (``pip install 'gpubackprop[distributed]'``).
     """
     if timeout is None:
         text = os.environ.get(ENV_TIMEOUT)

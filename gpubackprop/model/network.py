@@ -123,7 +123,7 @@ class MLP:
     @property
     def recording(self):
         """How steps run, for reports: None on a backend that does not record them, else "used"
-        (recorded once, replayed after) or "not used: <why>"."""
+        (recorded once, replayed after) or ``"not used: <why>"``."""
         recorder = self.steps.recorder
         if not recorder.records:
             return None
@@ -264,7 +264,7 @@ class MLP:
 
     @property
     def precision_note(self) -> str:
-        """The precision as computed here: "fp32", "tf32", or "tf32 (computed in float32: <why>)"."""
+        """The precision as computed here: "fp32", "tf32", or ``"tf32 (computed in float32: <why>)"``."""
         if self.precision == "tf32" and not self.backend.tf32:
             return f"tf32 (computed in float32: no TF32 tensor cores on {self.backend.describe()})"
         return self.precision
