@@ -303,6 +303,11 @@ def read(path) -> dict:
     if version == 1:
         return dict(layer_sizes=sizes, params=params, loss="mse", optimizer=optimizers.Optimizer(),
                     optimizer_state=None, **meta)
+    return dict(layer_sizes=sizes, params=params, **_training_members(arrays, sizes, meta["dtype"], path), **meta)
+
+
+def _training_members(arrays, sizes, dtype, path) -> dict:
+    """Version 2's loss, optimizer settings and optimizer state, checked."""
     loss = _text(arrays, "loss", path)
     if loss not in losses.NAMES:
         raise CheckpointError(f"{path}: corrupt checkpoint (loss {loss!r}; valid: {', '.join(losses.NAMES)})")
@@ -315,10 +320,9 @@ def read(path) -> dict:
     shape = (optimizer.state_buffers, n_params)
     if optimizer.name == "sgd" and buffers.shape == (1, n_params):  # sgd with weight decay kept an unused
         buffers = buffers[:0]  # velocity row before optimizers had a file each: dropped, nothing depends on it
-    if buffers.shape != shape or buffers.dtype != numpy.dtype(meta["dtype"]):
+    if buffers.shape != shape or buffers.dtype != numpy.dtype(dtype):
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state is {buffers.dtype} {buffers.shape}, "
-                              f"expected {meta['dtype']} {shape} for {optimizer.describe()})")
+                              f"expected {dtype} {shape} for {optimizer.describe()})")
     if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_step {step!r})")
-    return dict(layer_sizes=sizes, params=params, loss=loss, optimizer=optimizer,
-                optimizer_state={"buffers": buffers, "step": int(step)}, **meta)
+    return dict(loss=loss, optimizer=optimizer, optimizer_state={"buffers": buffers, "step": int(step)})

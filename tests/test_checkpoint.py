@@ -381,3 +381,19 @@ def test_version_1_files_still_load_as_mse_and_sgd(saved, tmp_path):
     net = gb.MLP.load(v1)
     assert (net.loss, net.optimizer) == ("mse", gb.optimizers.Optimizer())
     assert_same_net(net, gb.MLP.load(saved))
+
+
+def test_sgd_with_weight_decay_saved_with_its_former_unused_velocity_row_loads(tmp_path):
+    # Before optimizers had a file each, sgd with weight decay ran as momentum 0 and kept a velocity
+    # row (never read: b = 0·b + d). Such files load; the row is dropped.
+    net = gb.MLP([3, 4, 2], optimizer="sgd", weight_decay=0.01, backend="numpy", seed=0)
+    net.train_step(numpy.ones((2, 3)), numpy.ones((2, 2)), 0.1)
+    net.save(tmp_path / "new.npz")
+    with numpy.load(tmp_path / "new.npz") as saved:
+        members = dict(saved)
+    assert members["optimizer_state"].shape == (0, 26)
+    members["optimizer_state"] = numpy.zeros((1, 26), members["optimizer_state"].dtype)
+    numpy.savez(tmp_path / "old.npz", **members)
+    loaded = gb.MLP.load(tmp_path / "old.npz", backend="numpy")
+    assert loaded.optimizer == net.optimizer and loaded.get_optimizer_state()["buffers"].shape == (0, 26)
+    assert_same_net(loaded, net)
