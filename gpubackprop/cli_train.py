@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy
 
-from . import activations, checkpoint, cli_text, distributed, extras, files, losses, optimizers
+from . import activations, checkpoint, cli_text, distributed, extras, files, losses, optimizers, training
 from .backends import ENV_VAR, describe
 from .cli_common import UsageError, add_backend_argument, check_not_input, check_outputs, one_line
 from .errors import CheckpointError, DistributedError, NonFiniteLossError, TrainingInterrupted
@@ -531,12 +531,14 @@ def _held_epoch(history, clean: bool):
 
 def _final_line(history, held, restored, why, n_train) -> str:
     """The metrics of the network that is saved: those of the epoch whose parameters it holds."""
-    if not len(history):
-        return "final: no complete epoch, so no metrics"
     record = history.records[(held or len(history)) - 1]
     first, loss = history.loss[0], record["loss"]
-    metrics = f"train loss {loss:.3e} ({first / loss:.1f}x below the first epoch's {first:.3e})" if loss > 0 \
-        else f"train loss {loss:.3e}"
+    if 0 < loss <= first:
+        metrics = f"train loss {loss:.3e} ({first / loss:.1f}x below the first epoch's {first:.3e})"
+    elif loss > first:
+        metrics = f"train loss {loss:.3e} ({loss / first:.3g}x above the first epoch's {first:.3e})"
+    else:
+        metrics = f"train loss {loss:.3e}"
     if "val_loss" in record:
         metrics += f", val loss {record['val_loss']:.3e}"
     if "val_accuracy" in record:
@@ -545,7 +547,7 @@ def _final_line(history, held, restored, why, n_train) -> str:
     speed = (f"; {n_train * len(history) / seconds:,.0f} samples/s " if seconds > 0 else "; ") + \
         f"({_plural(len(history), 'epoch')} in {seconds:.2f} s)"
     if restored:
-        return (f"final: epoch {held}'s network (the best: lowest validation loss), restored {why}: {metrics}{speed}")
+        return f"final: epoch {held}'s network (the best: lowest validation loss), restored when {why}: {metrics}{speed}"
     if held is None:
         return (f"final: the network after its last complete step ({why}); the last complete epoch, {len(history)}, "
                 f"had {metrics}{speed}")
@@ -661,7 +663,13 @@ def _run(args) -> int:
         print(f"table: epoch 1, every {_ordinal(every)} epoch and the last (--log-every 1 shows every epoch)")
     shown = lambda record: record["epoch"] in (1, args.epochs) or record["epoch"] % every == 0
     streaming = not sys.stdout.isatty()
-    on_epoch = (lambda record: print(_row(record), flush=True) if shown(record) else None) if streaming else None
+    completed = training.History()  # the complete epochs, as they end: kept whatever way fit ends
+
+    def on_epoch(record):
+        completed.records.append(record)
+        if streaming and shown(record):
+            print(_row(record), flush=True)
+
     interrupted = failure = None
     history = None
     try:
@@ -672,8 +680,12 @@ def _run(args) -> int:
         history, interrupted = exc.history, exc.epoch
     except Exception as exc:  # noqa: BLE001 - what fit measured is reported and plotted, then the error
         history, failure = getattr(exc, "history", None), exc
-        if history is None and not isinstance(exc, (NonFiniteLossError, DistributedError)):
-            raise  # before any epoch ran: nothing to report (main prints it in one line)
+        if history is None:  # a library whose errors do not carry it: the epochs seen by on_epoch
+            history = completed
+            if args.patience is not None and completed.val_loss:
+                history.best_epoch = 1 + min(range(len(completed)), key=completed.val_loss.__getitem__)
+        if not len(history) and not isinstance(exc, (NonFiniteLossError, DistributedError)):
+            raise  # before any epoch ended: nothing to report (main prints it in one line)
 
     if history is not None:
         for record in history:
@@ -684,16 +696,16 @@ def _run(args) -> int:
     clean = interrupted is None and failure is None
     held, restored = _held_epoch(history, clean) if history is not None else (None, False)
     if interrupted is not None:
-        why = f"interrupted in epoch {interrupted}"
+        why = f"training was interrupted in epoch {interrupted}"
     elif failure is not None:
         why = f"training {'diverged' if isinstance(failure, NonFiniteLossError) else 'failed'} in epoch " \
-              f"{getattr(failure, 'epoch', None) or (len(history) + 1 if history is not None else '?')}"
+              f"{getattr(failure, 'epoch', None) or len(history) + 1}"
     elif history.stopped_early:
-        why = f"when the patience ran out, after epoch {len(history)}"
+        why = f"the patience ran out after epoch {len(history)}"
         print(f"early stopping: no improvement for {_plural(args.patience, 'epoch')} after epoch {history.best_epoch}; "
               f"kept epoch {history.best_epoch}'s parameters (validation loss {history.val_loss[history.best_epoch - 1]:.3e})")
     else:
-        why = f"when the epochs ran out, after epoch {len(history)}"
+        why = f"the epochs ran out after epoch {len(history)}"
 
     # What is saved: on a clean end or Ctrl-C the network as it is; after a failure only a restored
     # best epoch (the parameters of a diverging run are not worth a file, nor a ruined one's).
@@ -701,9 +713,10 @@ def _run(args) -> int:
     if save:
         net.save(args.save)
         if restored:
-            what = f" (epoch {held}'s parameters, the best, restored {why if not clean else 'at the end'})"
+            what = f" (epoch {held}'s parameters, the best, restored when {why})"
         elif interrupted is not None:
-            what = f" ({why}, after {_plural(len(history), 'complete epoch')}: the parameters after its last complete step)"
+            what = (f" (interrupted in epoch {interrupted}, after {_plural(len(history), 'complete epoch')}: "
+                    f"the parameters after its last complete step)")
         else:
             what = ""
         print(f"saved the network to {args.save}{what}")
@@ -713,7 +726,7 @@ def _run(args) -> int:
                  + f"\n{source}; backend {backend.describe()}")
         plot_history(history, args.plot, title, loss=args.loss)
         print(f"saved the {'loss and accuracy curves' if history.accuracy else 'loss curve'} to {args.plot}")
-    if history is not None:
+    if len(history):
         print(_final_line(history, held, restored, why, n_train))
 
     if interrupted is not None:
