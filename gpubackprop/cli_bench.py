@@ -70,10 +70,11 @@ def _check_outputs(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError(f"--plot needs matplotlib: {extras.install_hint('plot')}") from None
+    check_outputs(("--json", args.json), ("--plot", args.plot))
+    if getattr(args, "plot", None):
         from .cli_train import plot_format
 
         plot_format(args.plot)
-    check_outputs(("--json", args.json), ("--plot", args.plot))
 
 
 def _write_json(path, content):

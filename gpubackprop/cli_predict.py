@@ -56,8 +56,8 @@ def _write_csv(Y, handle):
 def main(args) -> int:
     write = None
     if args.out:
-        write = _writer(args.out)
         check_outputs(("--out", args.out))
+        write = _writer(args.out)
         check_not_input("--out", args.out, [("--data", args.data), ("--model", args.model)])
     try:
         net = MLP.load(args.model, backend=args.backend)

@@ -560,11 +560,12 @@ def _run(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError(f"--plot needs matplotlib: {extras.install_hint('plot')}") from None
-        plot_format(args.plot)
     if args.log_every is not None and args.log_every < 1:
         raise UsageError(f"--log-every must be a positive number of epochs, got {args.log_every}")
     # Every output checked completely before the training, not after it
     check_outputs(("--save", args.save), ("--plot", args.plot))
+    if args.plot:
+        plot_format(args.plot)
     for flag, path in (("--save", args.save), ("--plot", args.plot)):
         check_not_input(flag, path, [("--data", args.data)])
     saved = _resolve_options(args)

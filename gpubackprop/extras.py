@@ -1,7 +1,7 @@
 """How to install what an optional feature needs, as a command that works from where the user is.
 
-gpubackprop is not on PyPI, so ``pip install 'gpubackprop[plot]'`` would fail (or install whatever
-took that name later). The hints name the packages themselves, as pyproject.toml's extras pin them
+gpubackprop is not on PyPI, so a hint naming the package with an extra (gpubackprop + [plot]) would
+fail, or install whatever took that name later. The hints name the packages themselves, as pyproject.toml's extras pin them
 (tests/test_cli_files.py checks that this table and pyproject.toml agree), and, for a source
 checkout, the extra: ``pip install '.[plot]'``.
 """
