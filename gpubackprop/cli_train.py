@@ -1,7 +1,8 @@
 """``gpubackprop train``: fit an MLP to a data file (or the built-in task), report, save, plot.
 
 Data: ``--data FILE.npz`` with arrays ``X`` (samples, features) and ``Y`` (samples, targets) or
-(samples,); ``--data FILE.csv`` with the targets picked by ``--target-columns`` (indices or header
+(samples,); ``--data`` a delimited text file (.csv, .tsv, .txt; the delimiter detected or
+``--delimiter``: see ``cli_text``) with the targets picked by ``--target-columns`` (indices or header
 names; default: the last column) and the other columns as features; or, without ``--data``, the
 built-in task z = sin(x)·cos(y) + noise on x, y ~ U(-3, 3), drawn from ``--seed``; with a
 classification ``--loss``, the built-in task is three interleaved spirals (3 classes), drawn from
@@ -13,8 +14,13 @@ come from the file).
 
 Each epoch's row is printed as soon as the epoch ends when stdout is not a terminal (a pipe, a log
 file), so that a log follows the training; on a terminal the live progress line shows it and the
-table comes at the end. Ctrl-C stops after the current step: the table so far, the network saved
-if ``--save`` was given, exit code 130.
+table comes at the end. Beyond 20 epochs the table is thinned (said on a line before it;
+``--log-every N`` sets the step). Every output is checked before the training (``cli_common.
+check_outputs``) and written by ``files.write_atomically``. The final line gives the metrics of the
+network that is saved (a restored best epoch's, said so). Ctrl-C stops after the current step: the
+table so far, the network saved if ``--save`` was given, the ``--plot`` drawn, exit code 130; an
+error in training (divergence: exit 1) also draws the ``--plot`` of the complete epochs and saves
+only a restored best epoch.
 
 Launched by ``mpiexec -n N`` (N > 1), it trains data-parallel (``gpubackprop.distributed``): every rank
 reads the same data and trains on its shard of the training and validation rows, each on the device
@@ -24,12 +30,9 @@ prints, saves and plots, and the figures are those of all ranks together.
 from __future__ import annotations
 
 import argparse
-import csv
-import itertools
 import math
 import os
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 
