@@ -256,3 +256,26 @@ def test_the_table_says_how_it_is_thinned_and_log_every_shows_every_epoch(tmp_pa
     assert "every 7th epoch" in out and [int(n) for n in re.findall(r"^epoch +(\d+)", out, re.M)] == [1, 7, 14, 21, 28, 30]
     assert cli.main([*base, "--log-every", "0"]) == 2
     assert "--log-every must be a positive number of epochs" in capsys.readouterr().err
+
+
+def test_the_one_writer_checks_targets_and_leaves_the_old_file_on_failure(tmp_path):
+    from gpubackprop import files
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "old.bin").write_bytes(b"old")
+    for target, fragment in ((tmp_path / "d", "is a directory"), (f"{tmp_path}/new{os.sep}", "ends in a separator"),
+                             (tmp_path / "missing" / "f", "does not exist"),
+                             (tmp_path / ("n" * 400), "the file system takes at most")):
+        with pytest.raises(files.TargetError, match=re.escape(fragment)):
+            files.check_target(target)
+    files.check_target(tmp_path / "old.bin")  # an existing file may be replaced
+
+    def failing(handle):
+        handle.write(b"half")
+        raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError, match="the writer failed"):
+        files.write_atomically(tmp_path / "old.bin", failing)
+    assert (tmp_path / "old.bin").read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["d", "old.bin"]
+    files.write_atomically(tmp_path / "old.bin", lambda handle: handle.write(b"new"))
+    assert (tmp_path / "old.bin").read_bytes() == b"new"
