@@ -12,6 +12,7 @@ import threading
 import numpy
 
 from .. import activations
+from ..extras import cuda_hint
 from . import conversion
 from ..layouts import GUARD, STATUS
 from .base import Backend, scratch_buffer
@@ -22,7 +23,7 @@ from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, 
 from .timers import EventTimer
 
 _THREADS = 256
-_INSTALL_HINT = "pip install 'gpubackprop[cuda12]' (CUDA 12 driver) or 'gpubackprop[cuda13]' (CUDA 13 driver)"
+_INSTALL_HINT = cuda_hint()  # gpubackprop is not on PyPI: the CuPy wheels themselves
 _probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
 
 
