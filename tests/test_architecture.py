@@ -1,5 +1,6 @@
 """The layout keeps its promises: no import circle in gpubackprop, device knowledge only in
 backends/, and one table of activations that everything else reads."""
+import argparse
 import ast
 import re
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import gpubackprop as gb
-from gpubackprop import activations, cli_train
+from gpubackprop import activations
+from gpubackprop.cli import train as cli_train
 
 PACKAGE = Path(gb.__file__).resolve().parent
 
@@ -116,7 +118,7 @@ def test_public_exceptions_live_in_one_module():
 
 def test_the_activation_table_is_what_everything_reads():
     assert set(activations.HIDDEN) <= set(activations.NAMES) and set(activations.OUTPUT) <= set(activations.NAMES)
-    parser = cli_train.argparse.ArgumentParser()
+    parser = argparse.ArgumentParser()
     cli_train.add_arguments(parser)
     choices = {action.dest: action.choices for action in parser._actions}
     assert tuple(choices["activation"]) == activations.HIDDEN
@@ -268,7 +270,8 @@ def test_one_backend_op_per_optimizer_step_and_per_loss_chosen_by_name():
 def test_one_set_of_defaults():
     import inspect
 
-    from gpubackprop import cli_train, defaults, training
+    from gpubackprop import defaults, training
+    from gpubackprop.cli import options as cli_train
 
     signature = inspect.signature(gb.MLP.fit)
     assert (signature.parameters["epochs"].default, signature.parameters["batch_size"].default,
@@ -277,7 +280,7 @@ def test_one_set_of_defaults():
     init = inspect.signature(gb.MLP).parameters
     assert (init["hidden_activation"].default, init["loss"].default, init["optimizer"].default,
             init["dtype"].default) == (defaults.ACTIVATION, defaults.LOSS, defaults.OPTIMIZER, defaults.DTYPE)
-    parser = cli_train.argparse.ArgumentParser()
+    parser = argparse.ArgumentParser()
     cli_train.add_arguments(parser)
     assert parser.get_default("epochs") == defaults.CLI_EPOCHS
     assert set(defaults.CLI_LR) <= set(gb.optimizers.NAMES)  # (an optimizer not listed trains at defaults.LR)
