@@ -433,7 +433,9 @@ class MLP:
         (defaults: 1 epoch, batches of 32, lr 0.01); returns a ``training.History`` (per epoch: loss,
         val_loss with validation_data, accuracy and val_accuracy for classification losses, seconds,
         samples_per_s). ``patience``: early stopping on the validation loss, restoring the best
-        parameters (``restore_best``). ``comm``: data-parallel, each rank with its shard (see
+        parameters (``restore_best``) however fit ends, an error included. Targets and validation
+        data are checked up front (one pass). Every exception escaping fit after its first epoch
+        started carries ``history``. ``comm``: data-parallel, each rank with its shard (see
         ``gpubackprop.distributed``). See ``gpubackprop.training.fit``."""
         with self._lock, self.backend.activate(quiet=True):
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
