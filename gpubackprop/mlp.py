@@ -367,7 +367,7 @@ class MLP:
         """The optimizer's update of every W and b at once, one operation over the flat buffers
         (see gpubackprop.optimizers), guarded by ``guard``; with ``check``, its first pass instead:
         ws.update_check = NaN when any candidate parameter or state value would not be finite."""
-        ops, opt = self.backend, self.optimizer
+        ops, opt = self.backend, self._optimizer  # (the attribute: no property call per step)
         params, grads, state = self._flat_params, ws.grads, self._optimizer_state
         if opt.rule == "sgd":  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b
             if check:
