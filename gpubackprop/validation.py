@@ -296,7 +296,7 @@ def check_target_values(Y, name: str, loss, one_dimensional: bool = False) -> No
         return
     ok = (Y >= 0) & (Y <= 1)  # False for NaN
     if not bool(ok.all()):
-        row, col = divmod(int(ok.ravel().argmin()), Y.shape[1])
+        row, col = divmod(_first_false(ok), Y.shape[1])
         where = f"{name}[{row}]" if one_dimensional else f"{name}[{row}, {col}]"
         value = Y[row, col].item()
         if loss.name == "sigmoid_binary_cross_entropy":
@@ -311,7 +311,7 @@ def check_target_values(Y, name: str, loss, one_dimensional: bool = False) -> No
         sums = Y.sum(axis=1, dtype=numpy.float64)
         off = abs(sums - 1) > tolerance
         if bool(off.any()):
-            row = int(off.argmax())
+            row = _first_false(~off)
             raise ValueError(f"{name}[{row}] sums to {sums[row].item()!r}, but loss {loss.name!r} takes probability "
                              f"rows that sum to 1 (within {tolerance:.2g}) or integer class labels (batch,); for "
                              f"several labels per row use loss='sigmoid_binary_cross_entropy'")
@@ -323,6 +323,12 @@ def check_finite(array, name: str, one_dimensional: bool = False) -> None:
     array's device and a small read back."""
     finite = numpy.isfinite(array)  # a backend array's own isfinite (CuPy: __array_ufunc__), on its device
     if not bool(finite.all()):
-        row, col = divmod(int(finite.ravel().argmin()), array.shape[1])
+        row, col = divmod(_first_false(finite), array.shape[1])
         where = f"{name}[{row}]" if one_dimensional else f"{name}[{row}, {col}]"
         raise ValueError(f"{where} is {array[row, col].item()!r}: the data must be finite (no NaN or Inf)")
+
+
+def _first_false(mask) -> int:
+    """The flat index of the first False in a boolean NumPy or backend array (an error path: as int8,
+    so that every array library's argmin takes it)."""
+    return int(mask.ravel().astype(numpy.int8).argmin())
