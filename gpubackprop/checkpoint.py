@@ -11,8 +11,10 @@ means "fp32".
   fsync'ed and then renamed over ``path``; a crash mid-save leaves the old file (or none), never
   a broken one.
 - Loading reads only plain arrays (no pickles), checks every member's sizes before reading any
-  data (a header that lies is an error, not a huge allocation), the format marker, the version and
-  every shape and dtype, and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
+  data (a header that lies is an error, not a huge allocation), the format marker, the version,
+  every shape and dtype, the optimizer's settings (by the rules of ``optimizers.Optimizer``) and
+  its state (no NaN/Inf, no negative second moment: what no training produces, see
+  ``Optimizer.check_state``), and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
   problem for anything else: truncated or corrupt files, other ``.npz`` files, other versions.
 - The round trip is bit-exact, also across backends (save on cupy, load on numpy).
 
@@ -236,8 +238,9 @@ def _training_members(arrays, sizes, dtype, path) -> dict:
     loss = _text(arrays, "loss", path)
     if loss not in losses.NAMES:
         raise CheckpointError(f"{path}: corrupt checkpoint (loss {loss!r}; valid: {', '.join(losses.NAMES)})")
-    try:
+    try:  # the settings by the rules every optimizer is built with (optimizers.Optimizer)
         optimizer = optimizers.from_json(_text(arrays, "optimizer", path))
+        optimizer.check_dtype(dtype)
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer settings: {exc})") from None
     n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
@@ -250,4 +253,7 @@ def _training_members(arrays, sizes, dtype, path) -> dict:
                               f"expected {dtype} {shape} for {optimizer.describe()})")
     if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_step {step!r})")
+    problem = optimizer.check_state(buffers, int(step), n_params)  # values no training can produce
+    if problem is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state: expected {problem})")
     return dict(loss=loss, optimizer=optimizer, optimizer_state={"buffers": buffers, "step": int(step)})

@@ -48,9 +48,10 @@ class MLP:
         self.output_activation = validation.check_choice("output_activation", output_activation, activations.OUTPUT)
         self.loss = validation.check_choice("loss", loss, losses.NAMES)
         self.loss_spec = validation.check_loss_fits(losses.TABLE[self.loss], self.output_activation, self.layer_sizes)
-        self.optimizer = optimizers.configure(optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
-                                              beta2=beta2, eps=eps, weight_decay=weight_decay)
+        optimizer = optimizers.configure(optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                                         beta2=beta2, eps=eps, weight_decay=weight_decay)
         self.dtype = validation.check_dtype(dtype)
+        optimizer.check_dtype(self.dtype)
         self.precision = validation.check_precision(precision, self.dtype)
         self.backend = get_backend(backend)
         n_layers = len(self.layer_sizes) - 1
@@ -58,11 +59,10 @@ class MLP:
         self.epochs_trained = 0  # fit's epochs so far: a later fit's history numbers on from here
         self._lock = threading.RLock()
         with self.backend.activate():
-            params = Parameters(self.backend, self.layer_sizes, self.dtype, self.optimizer)
+            params = Parameters(self.backend, self.layer_sizes, self.dtype, optimizer)  # its state fresh
             self.steps = Steps(self.backend, self.layer_sizes, self.dtype, self.activations, self.loss, params,
-                               self.optimizer, tf32=self.precision == "tf32")
+                               tf32=self.precision == "tf32")
         self.set_params(self._initial_params(seed))
-        self.reset_optimizer()
 
     # ------------------------------------------------------------------ parameters
     def _initial_params(self, seed):
@@ -86,6 +86,23 @@ class MLP:
         with self._lock, self.backend.activate():
             return self.steps.params.get()
 
+    @property
+    def optimizer(self) -> optimizers.Optimizer:
+        """The network's optimizer (``optimizers.Optimizer``: its name and settings).
+
+        Assigning one (an ``Optimizer`` or a name such as "adam", checked as the constructor checks
+        it, also against the network's dtype) replaces the optimizer and starts its state fresh
+        (zero moments, step count 0, as ``reset_optimizer``), whatever state the old one had; on a
+        bad value nothing changes. Recorded steps (CUDA graphs) of the old optimizer are dropped."""
+        return self.steps.params.optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer):
+        with self._lock, self.backend.activate():
+            optimizer = optimizers.configure(optimizer)
+            optimizer.check_dtype(self.dtype)
+            self.steps.set_optimizer(optimizer)
+
     def reset_optimizer(self):
         """Zero the optimizer's state (momentum's velocity; Adam's moments) and its step count."""
         with self._lock, self.backend.activate():
@@ -100,7 +117,10 @@ class MLP:
 
     def set_optimizer_state(self, state):
         """Replace the optimizer's state with ``state`` as ``get_optimizer_state`` returns it
-        (checked before anything changes; copied)."""
+        (copied). Checked before anything changes: a dict with "buffers" (k, parameters) and
+        "step"; a state that no training can produce (another shape, a NaN/Inf value once in the
+        network's dtype, a negative second moment for Adam, a negative step count) is a
+        ``ValueError`` naming what is wrong (``TypeError`` for a non-dict)."""
         with self._lock, self.backend.activate():
             self.steps.params.set_optimizer_state(state)
 
@@ -204,8 +224,10 @@ class MLP:
         steps before this one; see ``gpubackprop.optimizers.schedules``). ``clip_norm``: gradient
         clipping by global norm, as ``train_step``. ``on_epoch`` and ``callbacks``: called after each
         epoch; one returning True stops training (see ``gpubackprop.training.callbacks``).
-        ``patience``: early stopping on the validation loss. ``comm``: data-parallel. See
-        ``gpubackprop.training.fit``."""
+        ``patience``: early stopping on the validation loss, restoring the best parameters
+        (``restore_best``) however fit ends, an error included. Targets and validation data are
+        checked up front (one pass). Every exception escaping fit after its first epoch started
+        carries ``history``. ``comm``: data-parallel. See ``gpubackprop.training.fit``."""
         with self._lock, self.backend.activate(quiet=True):
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
                                 progress=progress, validation_data=validation_data, on_epoch=on_epoch,
@@ -259,7 +281,7 @@ class MLP:
         X = self.steps.own_or_copied(ws.inputs, X)
         if Y is _NO_TARGETS:  # not None: Y=None from a caller is a bad argument, reported as such
             return X
-        Y = validation.as_targets(self.backend, Y, "Y", self.layer_sizes[-1], X.shape[0], self.loss_spec.labels)
+        Y = validation.as_targets(self.backend, Y, "Y", self.layer_sizes[-1], X.shape[0], self.loss_spec)
         return X, self.steps.own_or_copied(ws.targets, Y)
 
     @property

@@ -21,9 +21,9 @@ class Parameters:
     def __init__(self, backend, layer_sizes, dtype, optimizer):
         self.backend, self.layer_sizes, self.dtype, self.optimizer = backend, layer_sizes, dtype, optimizer
         self.weights, self.biases, self.bias_rows, self.flat = (), (), (), None
-        n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
-        self.optimizer_state = backend.empty((optimizer.state_buffers, n_params), dtype)
-        self.step = backend.empty((1,), numpy.int64)
+        self.n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+        self.optimizer_state = self.step = None
+        self.set_optimizer(optimizer)
         self.lrs = backend.empty((LR_SLOTS,), numpy.float64)
         self._host_lrs = numpy.zeros(LR_SLOTS)  # the staging copy: written, then copied in one transfer
         self.lr_views = tuple(self.lrs[i:i + 1] for i in range(LR_SLOTS))
@@ -48,6 +48,15 @@ class Parameters:
         to_numpy = self.backend.to_numpy
         return [(to_numpy(W), to_numpy(b)) for W, b in zip(self.weights, self.biases)]
 
+    def set_optimizer(self, optimizer):
+        """A new optimizer with its state fresh (zero rows, step count 0): new buffers, made before
+        anything is replaced."""
+        state = self.backend.empty((optimizer.state_buffers, self.n_params), self.dtype)
+        step = self.backend.empty((1,), numpy.int64)
+        self.backend.copyto(state, numpy.zeros(state.shape))
+        self.backend.copyto(step, numpy.zeros(1, numpy.int64))
+        self.optimizer, self.optimizer_state, self.step = optimizer, state, step
+
     def reset_optimizer(self):
         self.backend.copyto(self.optimizer_state, numpy.zeros(self.optimizer_state.shape))
         self.backend.copyto(self.step, numpy.zeros(1, numpy.int64))
@@ -57,15 +66,19 @@ class Parameters:
                 "step": int(self.backend.to_numpy(self.step)[0])}
 
     def set_optimizer_state(self, state):
+        """Checked before anything changes (``Optimizer.check_state``: what no training produces is
+        a ValueError naming it; a non-dict a TypeError), then copied in."""
         try:
-            buffers, step = numpy.asarray(state["buffers"]), state["step"]
-        except (TypeError, KeyError):
+            buffers, step = state["buffers"], state["step"]
+        except (TypeError, KeyError, IndexError):
             raise TypeError("state must be a dict with 'buffers' and 'step', as get_optimizer_state returns") from None
-        if buffers.shape != self.optimizer_state.shape or buffers.dtype.kind not in "fiu":
-            raise ValueError(f"optimizer state buffers must be a real array of shape {self.optimizer_state.shape} "
-                             f"for {self.optimizer.describe()}, got {buffers.dtype} {buffers.shape}")
-        if isinstance(step, bool) or not isinstance(step, (int, numpy.integer)) or step < 0:
-            raise ValueError(f"optimizer step must be a non-negative int, got {step!r}")
+        buffers = self.backend.to_numpy(buffers) if self.backend.is_native(buffers) else numpy.asarray(buffers)
+        if buffers.dtype.kind in "fiub" and buffers.dtype != self.dtype:
+            with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+                buffers = buffers.astype(self.dtype)
+        problem = self.optimizer.check_state(buffers, step, self.n_params)
+        if problem is not None:
+            raise ValueError(f"optimizer state: expected {problem}")
         self.backend.copyto(self.optimizer_state, buffers)
         self.backend.copyto(self.step, numpy.array([step], numpy.int64))
 

@@ -24,9 +24,9 @@ class Steps:
     """What a network computes with: its parameters, workspaces, recorder, and the step itself.
     Training (``gpubackprop.training``) and data-parallel code drive a network through this object."""
 
-    def __init__(self, backend, layer_sizes, dtype, activations, loss, params, optimizer, tf32):
+    def __init__(self, backend, layer_sizes, dtype, activations, loss, params, tf32):
         self.backend, self.layer_sizes, self.dtype = backend, layer_sizes, dtype
-        self.activations, self.loss, self.params, self.optimizer = activations, loss, params, optimizer
+        self.activations, self.loss, self.params = activations, loss, params
         self.tf32 = tf32  # every GEMM of the step asks the backend for TF32
         self.recorder = backend.recorder()
         self.workspaces = {}
@@ -87,8 +87,15 @@ class Steps:
         buffers, guarded by the workspace's status; with ``check``, its first pass instead (the
         candidate values' finite check into ws.update_check). ``lr``: a (1,) device array."""
         p = self.params
-        self.backend.optimizer_step(self.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
+        self.backend.optimizer_step(p.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
                                     check=check, guarded=guarded, clip=clip, scratch=ws.scratch)
+
+    def set_optimizer(self, optimizer):
+        """Replace the optimizer, its state fresh; recorded steps (which hold the old update's
+        kernel, settings and state buffers) are dropped."""
+        self.params.set_optimizer(optimizer)
+        for ws in self.workspaces.values():
+            ws.recordings.clear()
 
     # ------------------------------------------------------------------ one step
     def step(self, X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None):

@@ -13,11 +13,20 @@ class Adam(Rule):
     name = "adam"
     defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     state_buffers = 2
+    state_names = ("the first moment m", "the second moment v")
     decoupled = False  # AdamW: the decay multiplies θ instead of entering d
 
     def check(self, s):
         return {"beta1": real("beta1", s["beta1"], 0.0, 1.0), "beta2": real("beta2", s["beta2"], 0.0, 1.0),
                 "eps": real("eps", s["eps"], 0.0, math.inf, low_open=True), **super().check(s)}
+
+    def check_state_values(self, buffers):
+        negative = buffers[1] < 0
+        if negative.any():
+            col = int(numpy.argmax(negative))
+            return (f"a second moment v >= 0 (a running mean of squared gradients), got {buffers[1, col].item()!r} "
+                    f"at parameter {col}")
+        return None
 
     def kernel_scalars(self, s):
         return (s["beta1"], s["beta2"], s["eps"], s["weight_decay"])

@@ -24,7 +24,7 @@ import numpy
 def real(name, value, low, high, low_open=False, high_open=True) -> float:
     """``value`` as a float in the interval (``low``, ``high``) with the given open ends, else a
     TypeError/ValueError naming ``name``: every optimizer option's check."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
     ok = math.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
@@ -47,6 +47,7 @@ class Rule:
     name: str = ""
     defaults: dict = {}
     state_buffers = 0
+    state_names: tuple = ()  # each state row, in error messages: ("the velocity",)
 
     @property
     def kernel(self) -> str:
@@ -56,6 +57,10 @@ class Rule:
     def check(self, settings: dict) -> dict:
         """The settings checked and normalised (every option present); raises on a bad one."""
         return {"weight_decay": real("weight_decay", settings["weight_decay"], 0.0, math.inf)}
+
+    def check_state_values(self, buffers) -> str | None:
+        """Why finite state ``buffers`` (k, n) cannot come from this rule's training, or None."""
+        return None
 
     def kernel_scalars(self, settings: dict) -> tuple:
         """The four doubles h0..h3 that the kernel reads its settings from."""
@@ -71,8 +76,12 @@ class Rule:
 
 class Optimizer:
     """One optimizer's settings: a rule's name (see ``NAMES``) and its options, None or absent
-    meaning the default. Read them as attributes (``Optimizer("adam").beta1 == 0.9``). Checked here:
-    a bad value is a ValueError/TypeError, an option the rule does not take a ValueError."""
+    meaning the default. Read them as attributes (``Optimizer("adam").beta1 == 0.9``; a setting of
+    another rule reads None). Every setting is checked here, at construction, by the same rules
+    whichever way it arrives (``Optimizer(...)``, the ``MLP`` keywords through :func:`configure`, a
+    checkpoint through :func:`from_json`): an unknown name, a setting of another optimizer, a value
+    outside its range or not finite is a ``ValueError`` (a non-number: ``TypeError``), one line
+    naming the setting and the valid range."""
 
     __slots__ = ("name", "_settings")
 
@@ -84,7 +93,8 @@ class Optimizer:
         if unknown:
             raise TypeError(f"unknown optimizer option(s) {', '.join(unknown)}; known: {', '.join(known)}")
         if not isinstance(name, str) or name not in RULES:
-            raise ValueError(f"optimizer must be one of {', '.join(map(repr, RULES))}, got {name!r}")
+            raise ValueError(f"optimizer must be one of {', '.join(map(repr, RULES))}, got {name!r} "
+                             f"(an unknown optimizer)")
         rule = RULES[name]
         for key in given:
             if key not in rule.defaults:
@@ -94,10 +104,13 @@ class Optimizer:
         object.__setattr__(self, "_settings", rule.check({**rule.defaults, **given}))
 
     def __getattr__(self, key):
-        try:
-            return object.__getattribute__(self, "_settings")[key]
-        except KeyError:
-            raise AttributeError(f"optimizer {self.name!r} has no setting {key!r}") from None
+        settings = object.__getattribute__(self, "_settings")
+        if key in settings:
+            return settings[key]
+        from . import RULES
+        if any(key in rule.defaults for rule in RULES.values()):
+            return None  # a setting of another optimizer
+        raise AttributeError(f"optimizer {self.name!r} has no setting {key!r}")
 
     def __setattr__(self, key, value):
         raise AttributeError("an Optimizer is immutable: build a new one")
@@ -130,6 +143,48 @@ class Optimizer:
     def options(self) -> dict:
         """The settings (what ``configure`` takes back)."""
         return dict(self._settings)
+
+    def check_dtype(self, dtype) -> None:
+        """ValueError unless every setting keeps its meaning once rounded to ``dtype`` (the
+        network's: a float32 network computes with float32(eps)): ``eps`` must not round to 0
+        (Adam would divide 0 by 0 wherever a gradient has always been 0) and no setting may round
+        to Inf (``weight_decay=1e39`` in float32)."""
+        dtype = numpy.dtype(dtype)
+        for key, value in self._settings.items():
+            if isinstance(value, bool):
+                continue
+            with numpy.errstate(over="ignore", under="ignore"):
+                rounded = float(dtype.type(value))
+            if not math.isfinite(rounded):
+                raise ValueError(f"{key} {value!r} overflows to {rounded} in {dtype} (the network's dtype, at most "
+                                 f"{float(numpy.finfo(dtype).max):.4g}); expected a number that {dtype} can hold")
+            if key == "eps" and rounded == 0:
+                raise ValueError(f"eps {value!r} rounds to 0 in {dtype} (the network's dtype, whose smallest positive "
+                                 f"number is {float(numpy.finfo(dtype).smallest_subnormal):.4g}); expected an eps "
+                                 f"that {dtype} can hold, e.g. the default 1e-08")
+
+    def check_state(self, buffers, step, n_params: int) -> str | None:
+        """Why (``buffers``, ``step``) cannot be this optimizer's state for a network of
+        ``n_params`` parameters, or None when it can. ``buffers``: a NumPy array (k, n_params) of
+        real numbers, as the network will hold it (in its dtype); ``step``: the count of accepted
+        steps. What no training produces is refused: another shape, a non-integer or negative step
+        count, a NaN/Inf value (a step that would make one is refused, so no state ever holds
+        one) and what the rule rules out (Adam's negative second moment)."""
+        shape = (self.state_buffers, n_params)
+        if tuple(buffers.shape) != shape:
+            return f"buffers of shape {shape} for {self.describe()}, got shape {tuple(buffers.shape)}"
+        if buffers.dtype.kind not in "fiub":
+            return f"buffers of real numbers, got dtype {buffers.dtype}"
+        if isinstance(step, (bool, numpy.bool_)) or not isinstance(step, (numbers.Integral, numpy.integer)) or step < 0:
+            return f"a step count that is a non-negative int, got {step!r}"
+        if buffers.size:
+            finite = numpy.isfinite(buffers)
+            if not finite.all():
+                row, col = numpy.unravel_index(int(numpy.argmin(finite)), buffers.shape)
+                return (f"finite values, got {buffers[row, col].item()!r} in {self.rule.state_names[row]} at "
+                        f"parameter {col} (no training makes one: a step that would is refused)")
+            return self.rule.check_state_values(buffers)
+        return None
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, **self._settings}, sort_keys=True)

@@ -10,6 +10,7 @@ class Momentum(Rule):
     name = "momentum"
     defaults = {"momentum": 0.9, "nesterov": False, "weight_decay": 0.0}
     state_buffers = 1
+    state_names = ("the velocity",)
 
     def check(self, s):
         checked = {"momentum": real("momentum", s["momentum"], 0.0, 1.0), "nesterov": flag("nesterov", s["nesterov"]),

@@ -3,7 +3,8 @@
 A callback's ``on_epoch(record, history)`` runs after each epoch (the record already in the
 history) and may stop training by returning True; ``on_train_begin(net, metrics)`` runs before the
 first epoch (``metrics``: the keys every record will hold), ``on_train_end(history, completed)``
-after the last, also when training ends by an error or an interrupt (``completed`` False). ``fit(on_epoch=f)`` wraps a plain function
+after the last, also when training ends by an error or an interrupt (``completed`` False). Early
+stopping runs first, so the best epoch is known before any other callback can end training. ``fit(on_epoch=f)`` wraps a plain function
 ``f(record)`` (it stops training by returning True); ``fit(callbacks=[...])`` takes Callback objects.
 """
 from __future__ import annotations
@@ -22,8 +23,9 @@ class Callback:
     def on_epoch(self, record, history) -> bool | None:
         return None
 
-    def on_train_end(self, history, completed):
-        pass
+    def on_train_end(self, history, completed) -> str | None:
+        """Returns None, or a line for the error that ended fit (``completed`` False)."""
+        return None
 
 
 class Function(Callback):
@@ -44,7 +46,8 @@ class EarlyStopping(Callback):
     means lower (``mode="min"``) or higher ("max"; "auto": "max" for accuracies, else "min"), as
     Keras's EarlyStopping. With ``restore_best`` the parameters of the best epoch are put back at
     the end (one device copy of the flat parameter buffer per improvement; the optimizer's state
-    stays as the last step left it). Sets the history's ``best_epoch`` and ``stopped_early``."""
+    stays as the last step left it) however training ends, an error or an interrupt included
+    (``history.restored_best`` then True). Sets the history's ``best_epoch`` and ``stopped_early``."""
 
     def __init__(self, monitor="val_loss", patience=1, min_delta=0.0, mode="auto", restore_best=True):
         self.monitor = monitor
@@ -81,7 +84,16 @@ class EarlyStopping(Callback):
         return self.waited >= self.patience
 
     def on_train_end(self, history, completed):
-        if completed and self.saved is not None and self.best_epoch is not None and history.records \
-                and self.best_epoch != history.records[-1]["epoch"]:
-            self.net.backend.device_copy(self.net.steps.params.flat, self.saved)  # every W and b is a view into it
-        self.net = self.saved = None
+        net, saved, self.net, self.saved = self.net, self.saved, None, None
+        if saved is None or self.best_epoch is None:
+            return None
+        if completed and self.best_epoch == history.records[-1]["epoch"]:
+            return None  # the network holds the best epoch's parameters already
+        try:  # after an error, too: the device that raised may fail again, the error matters more
+            net.backend.device_copy(net.steps.params.flat, saved)  # every W and b is a view into it
+            net.backend.synchronize()
+        except Exception as exc:  # pragma: no cover - a failing device
+            return (f"restore_best: the parameters of epoch {self.best_epoch} could not be put back "
+                    f"({type(exc).__name__}: {exc}); the network holds those after the last complete step")
+        history.restored_best = True
+        return None

@@ -17,12 +17,17 @@ def predict_chunk(net) -> int:
     return max(256, CHUNK_ELEMENTS // max(net.layer_sizes[1:]))
 
 
-def to_device(net, X, Y, what=""):
+def to_device(net, X, Y, what="", finite=False):
     """(X, Y) checked and placed on the net's device in its dtype, C-contiguous; copied only when
-    they are not already in that form."""
+    they are not already in that form. The targets' values are checked for the loss (one pass:
+    ``validation.check_target_values``); with ``finite`` (validation data) X and Y are checked to
+    hold no NaN/Inf first (one pass each)."""
     backend = net.backend
     X = validation.as_batch(backend, X, f"{what}X", net.layer_sizes[0])
-    Y = validation.as_targets(backend, Y, f"{what}Y", net.layer_sizes[-1], X.shape[0], net.loss_spec.labels)
+    if finite:
+        validation.check_finite(X, f"{what}X")
+    Y = validation.as_targets(backend, Y, f"{what}Y", net.layer_sizes[-1], X.shape[0], net.loss_spec,
+                              check_values=True, finite=finite)
     return backend.asarray(X, net.dtype), backend.asarray(Y, net.dtype)
 
 

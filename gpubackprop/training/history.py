@@ -12,14 +12,17 @@ class History:
     also ``accuracy`` (the share of right predictions over the epoch's steps, each before its
     update) and ``val_accuracy`` (with validation data).
     ``history["loss"]`` gives one column as a list; ``len(history)`` the number of
-    epochs. With early stopping: ``best_epoch`` (the best value of the watched metric) and
-    ``stopped_early`` (True when training stopped before ``epochs``); else None and False.
+    epochs. With early stopping: ``best_epoch`` (the best value of the watched metric),
+    ``stopped_early`` (True when training stopped before ``epochs``) and ``restored_best`` (True when
+    ``restore_best`` put the best epoch's parameters back into the network: the training had gone
+    past them, at its end or by an error); else None, False and False.
     """
 
     def __init__(self):
         self.records: list[dict] = []
         self.best_epoch: int | None = None
         self.stopped_early = False
+        self.restored_best = False
 
     def __len__(self):
         return len(self.records)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import time
 
-from .. import defaults, validation
-from ..errors import TrainingInterrupted
+from .. import defaults, errors, validation
+from ..errors import NonFiniteLossError, TrainingInterrupted
 from . import callbacks as cb
 from .epochs import DataParallelEpochs, LearningRates, LocalEpochs
 from .evaluation import accuracy_units, loss_sums, predict_chunk, to_device
@@ -55,7 +55,10 @@ def fit(net, X, Y, *, epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, lr
     lrs = LearningRates(lr, net)
     hooks = _callbacks(on_epoch, callbacks, patience, restore_best, validation_data)
     X, Y = to_device(net, X, Y)  # the one check of the data: gathered batches are not checked again
-    val = None if validation_data is None else to_device(net, *_pair(validation_data), what="validation ")
+    # Validation data is held to the training data's rules, up front: a NaN/Inf would make every
+    # val_loss NaN/Inf (and early stopping blind), so it is refused here, before any step.
+    val = None if validation_data is None else to_device(net, *_pair(validation_data), what="validation_data ",
+                                                          finite=True)
     n, units = X.shape[0], accuracy_units(net)
     plan = None if comm is None else comm.plan(net, n, batch_size=batch_size, epochs=epochs, lr=lrs.describe(),
                                                shuffle=shuffle, validation=val is not None, patience=patience,
@@ -68,8 +71,9 @@ def fit(net, X, Y, *, epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, lr
         else LocalEpochs(net, X, Y, min(batch_size, n), lrs, clip, shuffle, seed, units, interrupt)
     first = net.epochs_trained + 1
     bar = ProgressLine(first + epochs - 1, n) if progress_wanted(progress) and (plan is None or plan.is_root) else None
-    hooks = ([Progress(bar)] if bar is not None else []) + hooks
-    history, epoch, completed = History(), first, False
+    stoppers = [hook for hook in hooks if isinstance(hook, cb.EarlyStopping)]  # first: the best epoch is
+    hooks = stoppers + ([Progress(bar)] if bar is not None else []) + [h for h in hooks if h not in stoppers]
+    history, epoch = History(), first
     for hook in hooks:
         hook.on_train_begin(net, _metrics(units, val))
     try:
@@ -83,17 +87,33 @@ def fit(net, X, Y, *, epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, lr
                 if any(stop):
                     history.stopped_early = epoch < first + epochs - 1
                     break
-        completed = True
     except KeyboardInterrupt:
         # Raised at a step boundary (see DeferredInterrupt), or by a second Ctrl-C or the caller's
         # own code, where a step writes all the weights in one operation: applied whole or not at
         # all. Wait for queued work, so that the parameters read next are those of the last step.
         net.backend.synchronize()
-        raise TrainingInterrupted(history, epoch) from None
-    finally:
-        for hook in hooks:
-            hook.on_train_end(history, completed)
+        note = _end(hooks, history, completed=False)  # with restore_best: the best epoch's parameters back
+        raise TrainingInterrupted(history, epoch, restored_epoch=history.best_epoch if history.restored_best else None,
+                                  note=note) from None
+    except BaseException as exc:
+        # Whatever ends fit from inside the epoch loop (NonFiniteLossError, BatchTooLargeError, a
+        # DistributedError, an error of on_epoch, ...) carries the history of the complete epochs, and
+        # with restore_best the network goes back to the best epoch, as at a normal end.
+        note = _end(hooks, history, completed=False)
+        exc.history = history
+        if history.restored_best:
+            errors.tell_restored(exc, history.best_epoch)
+        elif note is not None:
+            errors.add_note(exc, note)
+        raise
+    _end(hooks, history, completed=True)
     return history
+
+
+def _end(hooks, history, completed):
+    """Every hook's on_train_end (each one, whatever the others do); the first note any returns."""
+    notes = [hook.on_train_end(history, completed) for hook in hooks]
+    return next((note for note in notes if note is not None), None)
 
 
 def _epoch(net, runner, epoch, bar, val, plan, rows, units) -> dict:
@@ -112,6 +132,8 @@ def _epoch(net, runner, epoch, bar, val, plan, rows, units) -> dict:
         record["accuracy"] = correct / (rows * units)
     if val is not None:
         record["val_loss"] = val_total / val_rows
+        if not math.isfinite(record["val_loss"]):  # finite data (checked): the outputs overflow
+            raise NonFiniteLossError(record["val_loss"], "validation", epoch=epoch)
         if units is not None:
             record["val_accuracy"] = val_correct / (val_rows * units)
     record["seconds"] = seconds

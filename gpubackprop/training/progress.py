@@ -73,3 +73,4 @@ class Progress(Callback):
 
     def on_train_end(self, history, completed):
         self.line.close()
+        return None
