@@ -96,18 +96,22 @@ def fit(net, X, Y, *, epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, lr
         raise TrainingInterrupted(history, epoch, restored_epoch=history.best_epoch if history.restored_best else None,
                                   note=note) from None
     except BaseException as exc:
-        # Whatever ends fit from inside the epoch loop (NonFiniteLossError, BatchTooLargeError, a
-        # DistributedError, an error of on_epoch, ...) carries the history of the complete epochs, and
-        # with restore_best the network goes back to the best epoch, as at a normal end.
-        note = _end(hooks, history, completed=False)
-        exc.history = history
-        if history.restored_best:
-            errors.tell_restored(exc, history.best_epoch)
-        elif note is not None:
-            errors.add_note(exc, note)
+        _carry(exc, hooks, history)
         raise
     _end(hooks, history, completed=True)
     return history
+
+
+def _carry(exc, hooks, history):
+    """Whatever ends fit from inside the epoch loop (NonFiniteLossError, BatchTooLargeError, a
+    DistributedError, an error of on_epoch, ...) carries the history of the complete epochs, and with
+    restore_best the network goes back to the best epoch, as at a normal end."""
+    note = _end(hooks, history, completed=False)
+    exc.history = history
+    if history.restored_best:
+        errors.tell_restored(exc, history.best_epoch)
+    elif note is not None:
+        errors.add_note(exc, note)
 
 
 def _end(hooks, history, completed):
