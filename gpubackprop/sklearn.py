@@ -52,7 +52,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import losses
+from . import losses, validation
+from .backends import get_backend
 from .errors import BackendUnavailableError
 from .mlp import MLP
 
@@ -102,6 +103,11 @@ def _check_params(est):
         raise ValueError(f"batch_size must be 'auto' or a positive int, got {batch!r}")
     if not (isinstance(est.validation_fraction, numbers.Real) and 0 < est.validation_fraction < 1):
         raise ValueError(f"validation_fraction must be in (0, 1), got {est.validation_fraction!r}")
+    if est.dtype is not None:
+        validation.check_precision(est.precision, validation.check_dtype(est.dtype))
+    else:
+        validation.check_choice("precision", est.precision, validation.PRECISIONS)
+    get_backend(est.backend)  # BackendUnavailableError / ValueError now, before anything changes
     return [int(size) for size in sizes]
 
 
@@ -163,8 +169,12 @@ class _BaseMLP(BaseEstimator):
             fresh.set_optimizer_state(net.get_optimizer_state())
         return fresh
 
+    def _check_loss(self):
+        pass  # (the classifier's loss follows from the labels)
+
     def _fit(self, X, y, incremental):
         sizes = _check_params(self)
+        self._check_loss()
         first_pass = not hasattr(self, "_net") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -509,6 +519,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.dtype = dtype
         self.precision = precision
 
+    def _check_loss(self):
+        if self.loss != "squared_error":
+            raise ValueError(f"loss must be 'squared_error' (the only regression loss here), got {self.loss!r}")
+
     def fit(self, X, y):
         """Train on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs) for up
         to ``max_iter`` epochs; returns self."""
@@ -519,8 +533,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, incremental=True)
 
     def _validate_input(self, X, y, incremental, reset):
-        if self.loss != "squared_error":
-            raise ValueError(f"loss must be 'squared_error' (the only regression loss here), got {self.loss!r}")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(numpy.float64, numpy.float32),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
