@@ -32,6 +32,9 @@ What differs from scikit-learn's estimators, and why:
   outputs of ½(ŷ − y)²); the network minimises the sum over the outputs (``gpubackprop.losses``),
   so with ``solver="sgd"`` the step is n_outputs times scikit-learn's.
 - No ``sample_weight`` and no sparse input (a TypeError from scikit-learn's checks).
+- A step whose loss, gradients or update is not finite (e.g. a learning rate far too large) is
+  refused and raises gpubackprop's ``NonFiniteLossError`` at once, the network keeping the last
+  good parameters; scikit-learn trains on and raises a ValueError at the end.
 
 Pickling stores the parameters and the optimizer's state as NumPy arrays with the settings, never
 backend arrays: an estimator trained on CuPy unpickles on a machine without CuPy or a GPU, onto the
@@ -52,7 +55,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import losses, validation
+from . import losses, optimizers, validation
 from .backends import get_backend
 from .errors import BackendUnavailableError
 from .mlp import MLP
@@ -158,12 +161,15 @@ class _BaseMLP(BaseEstimator):
         return MLP(options.pop("layer_sizes"), seed=seed, **options)
 
     def _same_network(self, net, options):
-        """A network built from ``options`` now, keeping ``net``'s parameters (warm start with
-        changed settings: the optimizer, dtype or backend); ``net`` itself when nothing changed."""
-        fresh = self._new_network(dict(options), seed=0)
-        if (fresh.layer_sizes, fresh.optimizer, fresh.dtype, fresh.precision, fresh.backend.spec, fresh.loss) == \
-                (net.layer_sizes, net.optimizer, net.dtype, net.precision, net.backend.spec, net.loss):
+        """``net`` when ``options`` describe it, else a network built from ``options`` now that
+        keeps ``net``'s parameters (a warm start or partial_fit after set_params changed the
+        optimizer, dtype, precision or backend), and its optimizer state if the optimizer is the same."""
+        opts = {key: options[key] for key in ("momentum", "nesterov", "beta1", "beta2", "eps") if key in options}
+        optimizer = optimizers.configure(options["optimizer"], weight_decay=options["weight_decay"], **opts)
+        if (optimizer, numpy.dtype(options["dtype"]), options["precision"], get_backend(options["backend"])) == \
+                (net.optimizer, net.dtype, net.precision, net.backend):
             return net
+        fresh = self._new_network(dict(options), seed=0)
         fresh.set_params(net.get_params())
         if fresh.optimizer == net.optimizer:
             fresh.set_optimizer_state(net.get_optimizer_state())
@@ -231,16 +237,13 @@ class _BaseMLP(BaseEstimator):
         loss_scale = 1.0 / Y.shape[1] if loss == "mse" else 1.0  # scikit-learn's squared error: mean over outputs
         weight_decay = options["weight_decay"]
         best_params = None
-        self._epoch_seconds = []
         for _ in range(1 if incremental else self.max_iter):
             history = net.fit(Xd, Yd, epochs=1, batch_size=batch_size, lr=self.learning_rate_init,
                               shuffle=bool(self.shuffle), seed=int(rng.randint(_SEED_RANGE)), progress=False)
             record = history.records[-1]
-            self._epoch_seconds.append(record["seconds"])
             epoch_loss = record["loss"] * loss_scale
             if weight_decay:  # the L2 term as scikit-learn adds it: α/(2n)·Σ‖W‖² (n: the batch size)
-                epoch_loss += 0.5 * weight_decay * sum(float(numpy.dot(W.ravel(), W.ravel()))
-                                                       for W, _ in net.get_params())
+                epoch_loss += 0.5 * weight_decay * sum(float((W * W).sum()) for W in net.weights)  # on the device
             self.n_iter_ += 1
             self.t_ += n_train
             self.loss_ = epoch_loss

@@ -264,6 +264,23 @@ def test_partial_fit_warm_start_and_labels():
     assert not numpy.array_equal(first, warm.coefs_[0])
     with pytest.raises(ValueError, match="warm_start can only be used"):
         warm.fit(X, numpy.where(labels == "c", "a", labels))
+    # Settings changed between calls: a new network with the same parameters (and a fresh optimizer).
+    before = est.coefs_
+    est.set_params(solver="sgd", momentum=0.0)
+    same = est.network_
+    est.partial_fit(X[:1], labels[:1])
+    assert est.network_ is not same and est.network_.optimizer.name == "sgd"
+    assert est.n_iter_ == 5 and not numpy.array_equal(before[0], est.coefs_[0])
+
+
+def test_verbose_prints_the_loss_per_epoch(capsys):
+    X, y = make_regression(n_samples=30, n_features=3, random_state=0)
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, verbose=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"Iteration {i}, loss = {loss:.8f}" for i, loss in enumerate(est.loss_curve_, 1)]
 
 
 def test_regressor_loss_is_squared_error():
