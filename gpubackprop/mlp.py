@@ -425,7 +425,9 @@ class MLP:
         return losses.classes(self.loss, self.predict(X, batch_size=batch_size))
 
     def to_onnx(self, path=None, *, probabilities=False, opset=None):
-        """The network as an ONNX model (one Gemm and one activation per layer), written to ``path`` when given; returns the ``onnx.ModelProto``. See ``gpubackprop.onnx.to_onnx``."""
+        """The network as an ONNX model (one Gemm and one activation per layer; "probabilities"
+        appended with ``probabilities``), written to ``path`` when given; returns the
+        ``onnx.ModelProto``. Needs the onnx package. See ``gpubackprop.onnx.to_onnx``."""
         from . import onnx as onnx_export
         return onnx_export.to_onnx(self, path, probabilities=probabilities, opset=opset)
 
