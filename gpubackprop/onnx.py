@@ -5,7 +5,8 @@ in the network) then the layer's activation as one standard operator (``Sigmoid`
 ``Relu``; none for the identity). Input "X" (batch, inputs), output "Y" (batch, outputs) equal to
 ``MLP.predict``; with ``probabilities``, a second output "probabilities" equal to
 ``MLP.predict_proba`` (``Softmax`` over axis 1 for softmax_cross_entropy, ``Sigmoid`` for
-sigmoid_binary_cross_entropy). The batch dimension is symbolic ("N"); every tensor is in the
+sigmoid_binary_cross_entropy), and, given the class labels, "label" (``ArgMax`` + ``Gather``: what
+the scikit-learn classifier's ``predict`` gives). The batch dimension is symbolic ("N"); every tensor is in the
 network's dtype (float32 or float64: onnxruntime's CPU provider has double kernels for Gemm,
 Sigmoid, Tanh, Relu and Softmax, checked by tests/test_onnx.py).
 
@@ -34,15 +35,19 @@ def _require_onnx():
     return onnx
 
 
-def to_onnx(net, path=None, *, probabilities=False, opset=None, binary_two_columns=False, graph_name="gpubackprop_mlp"):
+def to_onnx(net, path=None, *, probabilities=False, opset=None, binary_two_columns=False, labels=None,
+            graph_name="gpubackprop_mlp"):
     """``net`` (a ``gpubackprop.MLP``) as an ``onnx.ModelProto``, checked by ``onnx.checker``
     (full check, with shape inference), and written to ``path`` when given.
 
     ``probabilities``: also output "probabilities" (batch, outputs), the network's
     ``predict_proba`` (a classification loss only; ValueError otherwise). ``binary_two_columns``:
     for one sigmoid output, "probabilities" is [1 − p, p] (batch, 2), as scikit-learn's
-    ``predict_proba`` gives for two classes. ``opset``: the operator set (default ``OPSET``; 13 or
-    above). Raises ImportError without the onnx package.
+    ``predict_proba`` gives for two classes. ``labels`` (needs ``probabilities``): also output
+    "label": a sequence of class labels (ints or strings, one per column of "probabilities") gives
+    the label of the most probable column, (batch,) (``ArgMax`` then ``Gather``); "indicator" gives
+    [p > ½] per output as int64, (batch, outputs) (multilabel). ``opset``: the operator set (default
+    ``OPSET``; 13 or above). Raises ImportError without the onnx package.
     """
     onnx = _require_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -85,6 +90,29 @@ def to_onnx(net, path=None, *, probabilities=False, opset=None, binary_two_colum
             nodes.append(helper.make_node("Sigmoid", ["Y"], ["probabilities"], name="sigmoid"))
             width = net.layer_sizes[-1]
         outputs.append(helper.make_tensor_value_info("probabilities", elem, ["N", width]))
+    if labels is not None:
+        if not probabilities:
+            raise ValueError("labels are read off the probabilities: pass probabilities=True with labels")
+        if isinstance(labels, str) and labels == "indicator":
+            initializers.append(numpy_helper.from_array(numpy.full((1, 1), 0.5, dtype), "half"))
+            nodes.append(helper.make_node("Greater", ["probabilities", "half"], ["above_half"], name="above_half"))
+            nodes.append(helper.make_node("Cast", ["above_half"], ["label"], name="indicator", to=TensorProto.INT64))
+            outputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["N", width]))
+        else:
+            classes = numpy.asarray(labels)
+            if classes.ndim != 1 or classes.shape[0] != width:
+                raise ValueError(f"labels must hold one label per column of the probabilities ({width}), "
+                                 f"got shape {classes.shape}")
+            if classes.dtype.kind in "iub":
+                classes, label_type = classes.astype(numpy.int64), TensorProto.INT64
+            elif classes.dtype.kind == "f":
+                classes, label_type = classes.astype(numpy.float64), TensorProto.DOUBLE
+            else:
+                classes, label_type = numpy.array([str(c) for c in classes], dtype=object), TensorProto.STRING
+            initializers.append(numpy_helper.from_array(classes, "classes"))
+            nodes.append(helper.make_node("ArgMax", ["probabilities"], ["column"], name="argmax", axis=1, keepdims=0))
+            nodes.append(helper.make_node("Gather", ["classes", "column"], ["label"], name="label", axis=0))
+            outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
     graph = helper.make_graph(nodes, graph_name, [helper.make_tensor_value_info("X", elem, ["N", net.layer_sizes[0]])],
                               outputs, initializer=initializers)
     opsets = [helper.make_opsetid("", opset)]

@@ -467,16 +467,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with numpy.errstate(divide="ignore"):  # a probability that underflowed to 0 is log 0 = -inf, as scikit-learn's
             return numpy.log(proba, out=proba)
 
-    def to_onnx(self, path=None, *, probabilities=True, opset=None):
+    def to_onnx(self, path=None, *, probabilities=True, labels=True, opset=None):
         """The fitted network as an ONNX model (see ``gpubackprop.onnx.to_onnx``): input "X",
-        output "Y" (the network's logits) and, with ``probabilities``, "probabilities" equal to
-        ``predict_proba`` (two classes: [1 − p, p]). Written to ``path`` when given; returns the
+        output "Y" (the network's logits); with ``probabilities``, "probabilities" equal to
+        ``predict_proba`` (two classes: [1 − p, p]); with ``labels`` (needs ``probabilities``) also
+        "label" equal to ``predict`` (the labels of ``classes_`` as int64, float64 or strings;
+        multilabel: the int64 indicator matrix). Written to ``path`` when given; returns the
         ``onnx.ModelProto``."""
         from . import onnx as onnx_export
         check_is_fitted(self)
-        two_columns = self.n_outputs_ == 1 and self._label_binarizer.y_type_ != "multilabel-indicator"
+        multilabel = self._label_binarizer.y_type_ == "multilabel-indicator"
+        two_columns = self.n_outputs_ == 1 and not multilabel
+        names = None if not labels else "indicator" if multilabel else self.classes_
+        if two_columns and len(self.classes_) == 1:  # one class seen: predict gives it, whatever p
+            names = numpy.repeat(self.classes_, 2) if labels else None
         return onnx_export.to_onnx(self._net, path, probabilities=probabilities, binary_two_columns=two_columns,
-                                   opset=opset)
+                                   labels=names, opset=opset)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

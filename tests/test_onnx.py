@@ -92,3 +92,21 @@ def test_without_onnx_the_error_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # importing onnx now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'gpubackprop\[onnx\]'"):
         net.to_onnx()
+
+
+@pytest.mark.parametrize("labels", [["ant", "bee", "cat", "dog"], [3, 1, 4, 1]])
+def test_label_output_of_a_softmax_network(labels):
+    net, X = _network("relu", "softmax_cross_entropy", "float64")
+    _, proba, label = _run(net.to_onnx(probabilities=True, labels=labels), X)
+    assert label.tolist() == numpy.asarray(labels)[net.predict_proba(X).argmax(axis=1)].tolist()
+    with pytest.raises(ValueError, match="pass probabilities=True with labels"):
+        net.to_onnx(labels=labels)
+    with pytest.raises(ValueError, match=r"one label per column of the probabilities \(4\)"):
+        net.to_onnx(probabilities=True, labels=labels[:3])
+
+
+def test_indicator_output_of_a_sigmoid_network():
+    net, X = _network("tanh", "sigmoid_binary_cross_entropy", "float32")
+    _, proba, label = _run(net.to_onnx(probabilities=True, labels="indicator"), X)
+    assert label.dtype == numpy.int64
+    numpy.testing.assert_array_equal(label, (proba > 0.5).astype(numpy.int64))

@@ -331,3 +331,18 @@ def test_estimator_onnx_export_reproduces_predictions(make, dtype, tmp_path):
         numpy.testing.assert_allclose(outputs[0], est.predict(X), rtol=0, atol=atol)
     else:
         numpy.testing.assert_allclose(outputs[1], est.predict_proba(X), rtol=0, atol=atol)
+        numpy.testing.assert_array_equal(outputs[2], est.predict(X))  # (no near-ties in these data)
+
+
+def test_classifier_onnx_labels_are_strings_too(digits):
+    ort = pytest.importorskip("onnxruntime", reason="pip install '.[test]' brings onnxruntime")
+    X_train, X_test, y_train, _ = digits
+    est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X_train / 16, y_train)
+    session = ort.InferenceSession(est.to_onnx().SerializeToString(), providers=["CPUExecutionProvider"])
+    _, proba, label = session.run(None, {"X": X_test / 16})
+    numpy.testing.assert_allclose(proba, est.predict_proba(X_test / 16), rtol=0, atol=1e-12)
+    assert label.tolist() == est.predict(X_test / 16).tolist()
+    assert [o.name for o in session.get_outputs()] == ["Y", "probabilities", "label"]
