@@ -187,7 +187,6 @@ class _BaseMLP(BaseEstimator):
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if first_pass or self.dtype is not None:  # (a warm start keeps the dtype None chose at first)
             self._dtype = X.dtype.name if self.dtype is None else self.dtype
-        n_samples = X.shape[0]
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
         rng = check_random_state(self.random_state)
@@ -212,7 +211,6 @@ class _BaseMLP(BaseEstimator):
 
         if first_pass:
             self._net = self._new_network(options, seed=int(rng.randint(_SEED_RANGE)))
-            self.n_iter_ = 0
             self.t_ = 0
             self.n_layers_ = len(layer_sizes)
             self.loss_curve_ = []
@@ -237,49 +235,53 @@ class _BaseMLP(BaseEstimator):
         loss_scale = 1.0 / Y.shape[1] if loss == "mse" else 1.0  # scikit-learn's squared error: mean over outputs
         weight_decay = options["weight_decay"]
         best_params = None
-        for _ in range(1 if incremental else self.max_iter):
-            history = net.fit(Xd, Yd, epochs=1, batch_size=batch_size, lr=self.learning_rate_init,
-                              shuffle=bool(self.shuffle), seed=int(rng.randint(_SEED_RANGE)), progress=False)
-            record = history.records[-1]
-            epoch_loss = record["loss"] * loss_scale
-            if weight_decay:  # the L2 term as scikit-learn adds it: α/(2n)·Σ‖W‖² (n: the batch size)
-                epoch_loss += 0.5 * weight_decay * sum(float((W * W).sum()) for W in net.weights)  # on the device
-            self.n_iter_ += 1
-            self.t_ += n_train
-            self.loss_ = epoch_loss
-            self.loss_curve_.append(epoch_loss)
-            if self.verbose:
-                print("Iteration %d, loss = %.8f" % (self.n_iter_, epoch_loss))
-            if early_stopping:
-                score = self._score_on(X_val, y_val)
-                self.validation_scores_.append(score)
+        self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them (loss_curve_ and t_ go on)
+        try:
+            for _ in range(1 if incremental else self.max_iter):
+                history = net.fit(Xd, Yd, epochs=1, batch_size=batch_size, lr=self.learning_rate_init,
+                                  shuffle=bool(self.shuffle), seed=int(rng.randint(_SEED_RANGE)), progress=False)
+                record = history.records[-1]
+                epoch_loss = record["loss"] * loss_scale
+                if weight_decay:  # the L2 term as scikit-learn adds it: α/(2n)·Σ‖W‖² (n: the batch size)
+                    epoch_loss += 0.5 * weight_decay * sum(float((W * W).sum()) for W in net.weights)  # on the device
+                self.n_iter_ += 1
+                self.t_ += n_train
+                self.loss_ = epoch_loss
+                self.loss_curve_.append(epoch_loss)
                 if self.verbose:
-                    print("Validation score: %f" % score)
-                if score < self.best_validation_score_ + self.tol:
-                    self._no_improvement_count += 1
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, epoch_loss))
+                if early_stopping:
+                    score = self._score_on(X_val, y_val)
+                    self.validation_scores_.append(score)
+                    if self.verbose:
+                        print("Validation score: %f" % score)
+                    if score < self.best_validation_score_ + self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_params = net.get_params()
                 else:
-                    self._no_improvement_count = 0
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best_params = net.get_params()
-            else:
-                if epoch_loss > self.best_loss_ - self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                if epoch_loss < self.best_loss_:
-                    self.best_loss_ = epoch_loss
-            if self._no_improvement_count > self.n_iter_no_change:
-                if self.verbose:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    print(f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} "
-                          "consecutive epochs. Stopping.")
-                break
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning)
+                    if epoch_loss > self.best_loss_ - self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if epoch_loss < self.best_loss_:
+                        self.best_loss_ = epoch_loss
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.verbose:
+                        what = "Validation score" if early_stopping else "Training loss"
+                        print(f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} "
+                              "consecutive epochs. Stopping.")
+                    break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                                  "optimization hasn't converged yet.", ConvergenceWarning)
+        except KeyboardInterrupt:  # as scikit-learn: the model stays as the last complete step left it
+            warnings.warn("Training interrupted by user.")
         if early_stopping and best_params is not None:
             net.set_params(best_params)
         return self

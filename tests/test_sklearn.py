@@ -246,7 +246,8 @@ def test_partial_fit_warm_start_and_labels():
         est.partial_fit(X, labels)
     for start in range(0, 200, 50):
         est.partial_fit(X[start:start + 50], labels[start:start + 50], classes=["a", "b", "c"])
-    assert est.n_iter_ == 4 and len(est.loss_curve_) == 4 and est.classes_.tolist() == ["a", "b", "c"]
+    # n_iter_ counts the epochs of the last call, as scikit-learn's; loss_curve_ and t_ go on.
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == 4 and est.t_ == 200 and est.classes_.tolist() == ["a", "b", "c"]
     with pytest.raises(ValueError, match="classes not in"):
         est.partial_fit(X[:5], numpy.array(["d"] * 5, dtype=object))
     proba = est.predict_proba(X)
@@ -260,7 +261,7 @@ def test_partial_fit_warm_start_and_labels():
         warm.fit(X, labels)
         first = warm.coefs_[0]
         warm.fit(X, labels)
-    assert warm.n_iter_ == 10 and len(warm.loss_curve_) == 10
+    assert warm.n_iter_ == 5 and len(warm.loss_curve_) == 10 and warm.t_ == 2000
     assert not numpy.array_equal(first, warm.coefs_[0])
     with pytest.raises(ValueError, match="warm_start can only be used"):
         warm.fit(X, numpy.where(labels == "c", "a", labels))
@@ -270,7 +271,7 @@ def test_partial_fit_warm_start_and_labels():
     same = est.network_
     est.partial_fit(X[:1], labels[:1])
     assert est.network_ is not same and est.network_.optimizer.name == "sgd"
-    assert est.n_iter_ == 5 and not numpy.array_equal(before[0], est.coefs_[0])
+    assert len(est.loss_curve_) == 5 and not numpy.array_equal(before[0], est.coefs_[0])
 
 
 def test_verbose_prints_the_loss_per_epoch(capsys):
@@ -346,3 +347,20 @@ def test_classifier_onnx_labels_are_strings_too(digits):
     numpy.testing.assert_allclose(proba, est.predict_proba(X_test / 16), rtol=0, atol=1e-12)
     assert label.tolist() == est.predict(X_test / 16).tolist()
     assert [o.name for o in session.get_outputs()] == ["Y", "probabilities", "label"]
+
+
+def test_ctrl_c_stops_training_and_keeps_the_model(monkeypatch):
+    from gpubackprop import MLP
+    real_fit, calls = MLP.fit, []
+
+    def fit(net, *args, **kwargs):  # Ctrl-C during the third epoch
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_fit(net, *args, **kwargs)
+
+    monkeypatch.setattr(MLP, "fit", fit)
+    X, y = make_regression(n_samples=40, n_features=3, random_state=0)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=10).fit(X, y)
+    assert est.n_iter_ == 2 and len(est.loss_curve_) == 2 and est.predict(X).shape == (40,)
