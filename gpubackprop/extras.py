@@ -13,6 +13,8 @@ REQUIREMENTS = {
     "cuda13": ("cupy-cuda13x>=14",),
     "plot": ("matplotlib>=3.5",),
     "distributed": ("mpi4py>=4", "mpich>=4"),
+    "sklearn": ("scikit-learn>=1.6",),
+    "onnx": ("onnx>=1.14",),
 }
 
 

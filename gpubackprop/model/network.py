@@ -249,6 +249,13 @@ class MLP:
         (softmax_cross_entropy), or [logit > 0] per output, shape (N, outputs) (sigmoid_binary_cross_entropy)."""
         return losses.classes(self.loss, self.predict(X, batch_size=batch_size))
 
+    def to_onnx(self, path=None, *, probabilities=False, labels=None, opset=None):
+        """The network as an ONNX model (one Gemm and one activation per layer; "probabilities"
+        appended with ``probabilities``, "label" with ``labels``), written to ``path`` when given;
+        returns the ``onnx.ModelProto``. Needs the onnx package. See ``gpubackprop.onnx.to_onnx``."""
+        from .. import onnx as onnx_export
+        return onnx_export.to_onnx(self, path, probabilities=probabilities, labels=labels, opset=opset)
+
     def evaluate(self, X, Y, batch_size=None) -> training.Evaluation:
         """The loss over all N rows of (X, Y) at the current parameters (for "mse"
         L = 1/(2N) Σ (ŷ − y)²), computed in chunks; nothing is updated. Returns an ``Evaluation``: a
