@@ -8,6 +8,12 @@ Per training step:
   CUDA graph): what a step would cost if everything but the matrix products were free;
 - ``torch``: PyTorch eager on the same device (``F.linear``, sigmoid, autograd,
   ``torch.optim.SGD``), when torch imports;
+- ``jax_jit``: the same step (forward, the MSE loss, backward, SGD update) as ONE ``jax.jit``
+  function, the parameters donated so that XLA updates them in place; when JAX imports (the
+  column is absent otherwise). CPU only, MSE + SGD only (the peers of issue 18);
+- ``torch_manual``: the same step written by hand in PyTorch with no autograd: preallocated
+  tensors, ``torch.addmm`` / ``torch.mm`` with ``out=``, in-place sigmoid and derivative, the
+  parameters and gradients as views of one flat buffer updated by one in-place op. MSE + SGD only;
 - ``torch_graphed``: the same PyTorch step captured once in a ``torch.cuda.graph`` (static input,
   target and parameter tensors; plain SGD, which captures as it is) and replayed: PyTorch at its
   best for small networks. CUDA only.
@@ -48,7 +54,9 @@ SIZES = {
     "medium": ([784, 256, 256, 10], 256),
     "large": ([1024, 1024, 1024, 1024, 1], 2048),
 }
-CASES = ("gpubackprop", "fit", "floor", "torch", "torch_graphed", "torch_fit")
+CASES = ("gpubackprop", "fit", "floor", "torch", "torch_manual", "jax_jit", "torch_graphed", "torch_fit")
+# The hand-written peers (issue 18) implement one loss and one optimizer: the issue's table.
+PEER_TRAINING = ("mse", "sgd")
 # Batches per epoch of the fit cases: enough that an epoch's fixed costs (shuffle, one read) are
 # small beside its steps, few enough that a CPU run of the large size stays short.
 FIT_BATCHES = {"tiny": 256, "small": 256, "medium": 64, "large": 4}
@@ -99,6 +107,7 @@ class Case:
     unavailable: str | None = None  # why this case cannot run here
     samples: list = dataclasses.field(default_factory=list)  # seconds per call, one per round
     net: object = None  # the network timed, for the report (ours only)
+    params: object = None  # the peers: a function giving their [(W, b) per layer] as NumPy (for the tests)
     steps_per_call: int = 1  # training steps one call runs (an epoch for the fit cases)
 
     @property
@@ -135,6 +144,15 @@ def _data(sizes, batch, seed=0, loss="mse"):
     if loss == "sigmoid_binary_cross_entropy":
         return X, rng.uniform(0.0, 1.0, (batch, sizes[-1])), None
     return X, rng.uniform(-1.0, 1.0, (batch, sizes[-1])), None
+
+
+def jax_status():
+    """(jax module or None, why not)."""
+    try:
+        import jax
+    except Exception as exc:
+        return None, f"not installed ({type(exc).__name__})"
+    return jax, None
 
 
 def torch_status():
@@ -234,10 +252,8 @@ def _torch_model(torch, device, sizes, batch, dtype, rows=None, loss="mse"):
     F.cross_entropy on integer labels, or F.binary_cross_entropy_with_logits summed / batch."""
     import torch.nn.functional as F
 
-    from ..mlp import MLP
-
     tdtype = {"float32": torch.float32, "float64": torch.float64}[numpy.dtype(dtype).name]
-    init = MLP(sizes, dtype="float64", backend="numpy", seed=0).get_params()  # same start as ours
+    init = _initial_params(sizes)  # same start as ours
     params = []
     for W, b in init:
         params.append(torch.tensor(W, dtype=tdtype, device=device, requires_grad=True))
@@ -308,6 +324,138 @@ def make_torch(backend, sizes, batch, dtype, threads=None, precision="fp32", tra
             return loss.item()
 
     return Case("torch", step, timer)
+
+
+def _peer_unsupported(name, training):
+    """Why the hand-written peer ``name`` cannot train with ``training``, or None."""
+    if (training.loss, training.optimizer) != PEER_TRAINING:
+        return (f"skipped: {name} is written for loss {PEER_TRAINING[0]} and optimizer {PEER_TRAINING[1]} only "
+                f"(got {training.describe()})")
+    return None
+
+
+def _initial_params(sizes):
+    """[(W, b)] as ours starts (float64 NumPy): every case begins from the same weights."""
+    from ..mlp import MLP
+
+    return MLP(sizes, dtype="float64", backend="numpy", seed=0).get_params()
+
+
+def make_torch_manual(backend, sizes, batch, dtype, threads=None, precision="fp32", training=MSE_SGD) -> Case:
+    """The step written by hand in PyTorch, no autograd, nothing allocated per step: forward
+    ``torch.addmm(b, a, Wᵀ, out=z)`` then ``sigmoid_`` in place; the MSE's gradient (ŷ − y)/B and
+    its loss Σ (ŷ − y)² / (2B) from one ``torch.dot``; backward ``torch.mm(δᵀ, a, out=∂W)``,
+    ``torch.sum(δ, 0, out=∂b)``, ``torch.mm(δ, W, out=∂a)`` and δ = ∂a ⊙ (a − a²); every W and b a
+    view of one flat tensor, every ∂W and ∂b of another, so that SGD is one in-place
+    ``flat.sub_(grads, alpha=lr)``. The loss read each step (``.item()``), as ``train_step``'s."""
+    why = _peer_unsupported("torch_manual", training)
+    if why:
+        return Case("torch_manual", unavailable=why)
+    torch, device, timer = _torch_device(backend, "torch_manual", threads)
+    if torch is None:
+        return Case("torch_manual", unavailable=device)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[numpy.dtype(dtype).name]
+    empty = lambda *shape: torch.empty(shape, dtype=tdtype, device=device)  # noqa: E731
+    init = _initial_params(sizes)
+    flat, grads = empty(sum(W.size + b.size for W, b in init)), empty(sum(W.size + b.size for W, b in init))
+    weights, biases, grad_weights, grad_biases, offset = [], [], [], [], 0
+    for W, b in init:  # laid out W₁, b₁, W₂, ... as ours
+        for host, views, grad_views in ((W, weights, grad_weights), (b, biases, grad_biases)):
+            view = flat[offset:offset + host.size].view(host.shape)
+            view.copy_(torch.from_numpy(host))
+            views.append(view)
+            grad_views.append(grads[offset:offset + host.size].view(host.shape))
+            offset += host.size
+    X, Y, _ = _data(sizes, batch)
+    X, Y = torch.tensor(X, dtype=tdtype, device=device), torch.tensor(Y, dtype=tdtype, device=device)
+    acts = [empty(batch, n) for n in sizes[1:]]
+    grad_outputs = [empty(batch, n) for n in sizes[1:]]
+    derivatives = [empty(batch, n) for n in sizes[1:-1]]
+    loss = empty()
+    layers, lr, inv_batch, scale = len(init), LEARNING_RATE, 1.0 / batch, 0.5 / batch
+    matmul_precision = _matmul_precision(torch, precision)
+    addmm, mm, mul, sub, dot, tsum = torch.addmm, torch.mm, torch.mul, torch.sub, torch.dot, torch.sum
+
+    def step():
+        with matmul_precision:
+            inputs = X
+            for i in range(layers):
+                addmm(biases[i], inputs, weights[i].t(), out=acts[i])  # z = a Wᵀ + b
+                if i < layers - 1:
+                    acts[i].sigmoid_()
+                inputs = acts[i]
+            grad = grad_outputs[-1]
+            sub(acts[-1], Y, out=grad)  # ŷ − y
+            flat_grad = grad.view(-1)
+            dot(flat_grad, flat_grad, out=loss)
+            grad.mul_(inv_batch)  # ∂L/∂ŷ = (ŷ − y) / B
+            for i in reversed(range(layers)):
+                delta = grad_outputs[i]
+                mm(delta.t(), acts[i - 1] if i else X, out=grad_weights[i])  # ∂L/∂W = δᵀ a
+                tsum(delta, 0, out=grad_biases[i])  # ∂L/∂b = Σ_batch δ
+                if i:
+                    mm(delta, weights[i], out=grad_outputs[i - 1])  # ∂L/∂a = δ W
+                    a, d = acts[i - 1], derivatives[i - 1]
+                    mul(a, a, out=d)
+                    sub(a, d, out=d)  # σ' = a − a² = a (1 − a)
+                    grad_outputs[i - 1].mul_(d)
+            flat.sub_(grads, alpha=lr)  # SGD, every W and b at once
+            return loss.item() * scale
+
+    def params():
+        return [(W.cpu().numpy().copy(), b.cpu().numpy().copy()) for W, b in zip(weights, biases)]
+
+    return Case("torch_manual", step, timer, params=params)
+
+
+def make_jax_jit(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) -> Case:
+    """The whole step as one ``jax.jit`` function, ``jax.value_and_grad`` of the same loss
+    (forward z = a Wᵀ + b, sigmoid on the hidden layers, L = Σ (ŷ − y)² / (2B)) and the SGD update,
+    with the parameters donated (``donate_argnums``) so that XLA writes the new ones over the old.
+    The loss read each step (``float``), as ``train_step``'s. On the CPU only (JAX's own CPU
+    device, with its own thread pool); float64 turns on ``jax_enable_x64`` for the process."""
+    why = _peer_unsupported("jax_jit", training)
+    if why:
+        return Case("jax_jit", unavailable=why)
+    if backend.device != "cpu":
+        return Case("jax_jit", unavailable=f"skipped: jax_jit is a CPU peer (this backend computes on {backend.device})")
+    jax, why = jax_status()
+    if jax is None:
+        return Case("jax_jit", unavailable=why)
+    import jax.numpy as jnp
+
+    dtype = numpy.dtype(dtype)
+    if dtype == numpy.float64:
+        jax.config.update("jax_enable_x64", True)  # else JAX silently computes in float32
+    params = tuple((jnp.asarray(W, dtype), jnp.asarray(b, dtype)) for W, b in _initial_params(sizes))
+    X, Y, _ = _data(sizes, batch)
+    X, Y = jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
+    lr, scale, last = LEARNING_RATE, 0.5 / batch, len(params) - 1
+
+    def loss_of(params, X, Y):
+        a = X
+        for i, (W, b) in enumerate(params):
+            a = a @ W.T + b
+            if i < last:
+                a = jax.nn.sigmoid(a)
+        d = a - Y
+        return jnp.vdot(d, d) * scale
+
+    def train(params, X, Y):
+        loss, grads = jax.value_and_grad(loss_of)(params, X, Y)
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), loss
+
+    jitted = jax.jit(train, donate_argnums=(0,))
+    state = [params]
+
+    def step():
+        state[0], loss = jitted(state[0], X, Y)
+        return float(loss)
+
+    def get_params():
+        return [(numpy.array(W), numpy.array(b)) for W, b in state[0]]
+
+    return Case("jax_jit", step, backend.timer(), params=get_params)
 
 
 def _capture(torch, device, work, optimizer, precision):
@@ -397,16 +545,24 @@ def torch_event_timer(torch, device):
 
 
 def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, precision="fp32",
-               fit_batches=FIT_BATCHES_DEFAULT, training=MSE_SGD):
+               fit_batches=FIT_BATCHES_DEFAULT, training=MSE_SGD, with_jax=True):
+    """Every case of CASES for one size, in that order; ``jax_jit`` only where JAX imports and
+    ``with_jax`` (its column is absent otherwise)."""
     cases = [make_ours(backend, sizes, batch, dtype, precision, training),
              make_fit(backend, sizes, batch, dtype, precision, fit_batches, training),
              make_floor(backend, sizes, batch, dtype, precision)]
     if with_torch:
         cases.append(make_torch(backend, sizes, batch, dtype, threads, precision, training))
+        cases.append(make_torch_manual(backend, sizes, batch, dtype, threads, precision, training))
+    else:
+        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_manual"))
+    if with_jax and jax_status()[0] is not None:
+        cases.append(make_jax_jit(backend, sizes, batch, dtype, precision, training))
+    if with_torch:
         cases.append(make_torch_graphed(backend, sizes, batch, dtype, precision, training))
         cases.append(make_torch_fit(backend, sizes, batch, dtype, precision, fit_batches, training))
     else:
-        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_graphed", "torch_fit"))
+        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch_graphed", "torch_fit"))
     return cases
 
 
