@@ -8,6 +8,12 @@ Per training step:
   CUDA graph): what a step would cost if everything but the matrix products were free;
 - ``torch``: PyTorch eager on the same device (``F.linear``, sigmoid, autograd,
   ``torch.optim.SGD``), when torch imports;
+- ``jax_jit``: the same step (forward, the MSE loss, backward, SGD update) as ONE ``jax.jit``
+  function, the parameters donated so that XLA updates them in place; when JAX imports (the
+  column is absent otherwise). CPU only, MSE + SGD only (the peers of issue 18);
+- ``torch_manual``: the same step written by hand in PyTorch with no autograd: preallocated
+  tensors, ``torch.addmm`` / ``torch.mm`` with ``out=``, in-place sigmoid and derivative, the
+  parameters and gradients as views of one flat buffer updated by one in-place op. MSE + SGD only;
 - ``torch_graphed``: the same PyTorch step captured once in a ``torch.cuda.graph`` (static input,
   target and parameter tensors; plain SGD, which captures as it is) and replayed: PyTorch at its
   best for small networks. CUDA only.
@@ -46,7 +52,9 @@ SIZES = {
     "medium": ([784, 256, 256, 10], 256),
     "large": ([1024, 1024, 1024, 1024, 1], 2048),
 }
-CASES = ("gpubackprop", "fit", "floor", "torch", "torch_graphed", "torch_fit")
+CASES = ("gpubackprop", "fit", "floor", "torch", "torch_manual", "jax_jit", "torch_graphed", "torch_fit")
+# The hand-written peers (issue 18) implement one loss and one optimizer: the issue's table.
+PEER_TRAINING = ("mse", "sgd")
 # Batches per epoch of the fit cases: enough that an epoch's fixed costs (shuffle, one read) are
 # small beside its steps, few enough that a CPU run of the large size stays short.
 FIT_BATCHES = {"tiny": 256, "small": 256, "medium": 64, "large": 4}
@@ -97,6 +105,7 @@ class Case:
     unavailable: str | None = None  # why this case cannot run here
     samples: list = dataclasses.field(default_factory=list)  # seconds per call, one per round
     net: object = None  # the network timed, for the report (ours only)
+    params: object = None  # the peers: a function giving their [(W, b) per layer] as NumPy (for the tests)
     steps_per_call: int = 1  # training steps one call runs (an epoch for the fit cases)
 
     @property
@@ -259,18 +268,3 @@ def make_torch_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_B
         return total.item() / batches
 
     return Case("torch_fit", epoch, timer, steps_per_call=batches)
-
-
-def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, precision="fp32",
-               fit_batches=FIT_BATCHES_DEFAULT, training=MSE_SGD):
-    cases = [make_ours(backend, sizes, batch, dtype, precision, training),
-             make_fit(backend, sizes, batch, dtype, precision, fit_batches, training),
-             make_floor(backend, sizes, batch, dtype, precision)]
-    if with_torch:
-        cases.append(make_torch(backend, sizes, batch, dtype, threads, precision, training))
-        cases.append(make_torch_graphed(backend, sizes, batch, dtype, precision, training))
-        cases.append(make_torch_fit(backend, sizes, batch, dtype, precision, fit_batches, training))
-    else:
-        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_graphed", "torch_fit"))
-    return cases
-
