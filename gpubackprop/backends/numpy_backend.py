@@ -25,6 +25,7 @@ from . import conversion
 from .base import Backend, Eager
 from .numpy_epochs import NumpyEpochOps
 from .numpy_layers import NumpyLayerOps
+from .numpy_plan import StepPlan
 from .timers import WallTimer
 
 
@@ -126,3 +127,8 @@ class NumpyBackend(NumpyLayerOps, NumpyEpochOps, Backend):
     # ------------------------------------------------------------------ recording
     def recorder(self):
         return Eager()
+
+    plans = True
+
+    def plan_step(self, steps, ws, check_finite):
+        return StepPlan(self, steps, ws, check_finite)

@@ -2,13 +2,18 @@
 arithmetic; see ``numpy_backend`` for how the calls are made cheap)."""
 from __future__ import annotations
 
+import functools
+
 import numpy
 
 from .. import activations
 from .base import scratch_buffer
 
-_add, _subtract, _multiply, _tanh, _maximum, _greater, _dot = (
-    numpy.add, numpy.subtract, numpy.multiply, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
+_add, _subtract, _multiply, _tanh, _maximum, _greater = (
+    numpy.add, numpy.subtract, numpy.multiply, numpy.tanh, numpy.maximum, numpy.greater)
+# numpy.dot without its __array_function__ dispatcher (a Python-level wrapper: ~0.4 µs per call);
+# every operand here is a NumPy array, which the dispatcher would hand to this same function.
+_dot = getattr(numpy.dot, "__wrapped__", numpy.dot)
 
 
 class NumpyLayerOps:
@@ -50,65 +55,85 @@ class NumpyLayerOps:
         return run
 
     # ------------------------------------------------------------------ layer math
+    # Every activation and the MSE are lists of bound calls ``[(ufunc, args)]`` on given buffers:
+    # run here one by one, or planned once and replayed by a step plan (``numpy_plan``). One list,
+    # so both run the same operations in the same order (the kernels of kernels/ too).
     def bias_activation(self, z, bias_row, activation):
         try:
             forward = self._forward[activation]
         except KeyError:
             raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}") from None
-        _add(z, bias_row, z)
-        forward(z)
+        for f, args in forward(z, bias_row):
+            f(*args)
         return z
 
-    def activation_backward(self, grad, a, activation, out, scratch):
+    def forward_calls(self, z, bias_row, activation):
+        """[(function, args)]: z <- act(z + bias), in place."""
+        return self._forward[activation](z, bias_row)
+
+    def backward_calls(self, grad, a, activation, out, scratch):
+        """[(function, args)]: out = grad * act'(z), act' read off a (out may be grad)."""
         backward = self._backward.get(activation)
         if backward is None:
             if activation not in activations.TABLE:
                 raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
-            if out is not grad:  # act' == 1
-                numpy.copyto(out, grad)
-            return out
+            return [] if out is grad else [(numpy.copyto, (out, grad))]  # act' == 1
         s = scratch_buffer(scratch, a.shape, a.dtype, self.empty)
-        backward(a, s)  # s = act'(z), read off a
-        _multiply(grad, s, out)
+        return backward(a, s) + [(_multiply, (grad, s, out))]  # s = act'(z), read off a
+
+    def activation_backward(self, grad, a, activation, out, scratch):
+        for f, args in self.backward_calls(grad, a, activation, out, scratch):
+            f(*args)
         return out
 
-    # Each activation: forward in place on z, and its derivative read off a into s; the kernels of
-    # kernels/activations.cu do the same operations in the same order.
-    def _sigmoid_forward(self, z):
+    # Each activation: forward in place on z (after the bias add), and its derivative read off a
+    # into s; the kernels of kernels/activations.cu do the same operations in the same order.
+    def _sigmoid_forward(self, z, b):
         half = self._consts(z.dtype)[1]
         # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates where exp(-z) would overflow
-        _multiply(z, half, z)
-        _tanh(z, z)
-        _multiply(z, half, z)
-        _add(z, half, z)
+        return [(_add, (z, b, z)), (_multiply, (z, half, z)), (_tanh, (z, z)), (_multiply, (z, half, z)),
+                (_add, (z, half, z))]
 
     def _sigmoid_backward(self, a, s):  # sigma' = (1 - a) a
-        _subtract(self._consts(a.dtype)[2], a, s)
-        _multiply(s, a, s)
+        return [(_subtract, (self._consts(a.dtype)[2], a, s)), (_multiply, (s, a, s))]
 
-    def _tanh_forward(self, z):
-        _tanh(z, z)
+    def _tanh_forward(self, z, b):
+        return [(_add, (z, b, z)), (_tanh, (z, z))]
 
     def _tanh_backward(self, a, s):  # tanh' = 1 - a^2
-        _multiply(a, a, s)
-        _subtract(self._consts(a.dtype)[2], s, s)
+        return [(_multiply, (a, a, s)), (_subtract, (self._consts(a.dtype)[2], s, s))]
 
-    def _relu_forward(self, z):
-        _maximum(z, self._consts(z.dtype)[0], out=z)  # (a third positional argument is deprecated here)
+    def _relu_forward(self, z, b):
+        # (out by keyword: a third positional argument is deprecated for maximum)
+        return [(_add, (z, b, z)), (functools.partial(_maximum, out=z), (z, self._consts(z.dtype)[0]))]
 
     def _relu_backward(self, a, s):  # relu' = [a > 0]
-        _greater(a, self._consts(a.dtype)[0], s)
+        return [(_greater, (a, self._consts(a.dtype)[0], s))]
 
-    def _identity_forward(self, z):
-        pass
+    def _identity_forward(self, z, b):
+        return [(_add, (z, b, z))]
 
-    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
-        _subtract(yhat, y, grad)
+    def mse_calls(self, yhat, y, grad, loss):
+        """[(function, args)]: grad = (ŷ − y)/B and loss[()] = Σ (ŷ − y)² / (2B), in float of the dtype."""
         flat = grad.reshape(-1)
         batch = yhat.shape[0]
-        loss[...] = _dot(flat, flat) * (0.5 / batch)
+        scale, inv = self._batch_consts(batch, yhat.dtype)
+        calls = [(_subtract, (yhat, y, grad)), (_dot, (flat, flat, loss)), (_multiply, (loss, scale, loss))]
         if batch != 1:  # x * 1.0 == x exactly: skipping it changes no number
-            _multiply(grad, 1.0 / batch, grad)
+            calls.append((_multiply, (grad, inv, grad)))
+        return calls
+
+    def _batch_consts(self, batch, dtype):
+        """(0.5 / batch, 1 / batch) as 0-d arrays of ``dtype`` (as a Python float would be rounded to it)."""
+        key = ("batch", batch, dtype)
+        c = self._constants.get(key)
+        if c is None:
+            c = self._constants[key] = (numpy.array(0.5 / batch, dtype=dtype), numpy.array(1.0 / batch, dtype=dtype))
+        return c
+
+    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
+        for f, args in self.mse_calls(yhat, y, grad, loss):
+            f(*args)
         return loss
 
     def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
@@ -159,7 +184,8 @@ class NumpyLayerOps:
         flat = grad.reshape(-1)
         loss[...] = _dot(flat, self._ones_vector(flat.shape[0], flat.dtype)) * inv_batch
         numpy.copyto(grad, z)
-        self._sigmoid_forward(grad)  # sigmoid(z) = (1 + tanh(z/2)) / 2
+        for f, args in self._sigmoid_forward(grad, self._consts(z.dtype)[0]):  # sigmoid(z + 0), as the activation
+            f(*args)
         _subtract(grad, y, grad)
         if z.shape[0] != 1:
             _multiply(grad, inv_batch, grad)

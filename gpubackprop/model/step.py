@@ -102,7 +102,13 @@ class Steps:
         """Forward, loss, backward, update: only queued work. ``totals``: fit's per-epoch device
         accumulator (``Backend.accumulate_step``). ``sync``: the data-parallel all-reduce of the
         gradients, loss and checks, before the update's check. ``clip``: the global gradient norm
-        to clip to (its square is computed by the gradients' finite check, in the same pass)."""
+        to clip to (its square is computed by the gradients' finite check, in the same pass).
+        Where the backend plans steps (``Backend.plan_step``), the same work runs as the workspace's
+        plan and the status comes back as a list (the step is done then, not queued)."""
+        if sync is None and clip is None and X is not None:
+            plan = self.plan(ws, check_finite)
+            if plan is not None:
+                return plan.run(X, Y, lr, totals, X.shape[0])
         ops = self.backend
         if X is not None:
             self.loss_async(X, Y, ws)
@@ -129,6 +135,9 @@ class Steps:
         loss before the update, or raises NonFiniteLossError for a refused step. ``sync``: the
         data-parallel all-reduce; X None then means this rank has no rows at this step."""
         lr = self.params.lr_views[0]
+        if sync is None and clip is None and self.backend.plans:  # NumPy: the step planned once, no recorder
+            status = self.step(X, Y, ws, lr, check_finite)
+            return read_status(ws, check_finite) if status is None else status_loss(status, check_finite)
         step = lambda: self.step(X, Y, ws, lr, check_finite, sync=sync, clip=clip)  # noqa: E731
         if sync is None:
             self.recorder.run(step, ws.recordings, arrays=(X, Y, self.params.flat, self.params.lrs),
@@ -141,6 +150,18 @@ class Steps:
                 step()
             sync.wait()
         return read_status(ws, check_finite)
+
+    def plan(self, ws, check_finite):
+        """The backend's plan of a step on ``ws`` (``Backend.plan_step``), made once and kept with
+        the workspace's recordings (dropped with them when the optimizer changes; made again when
+        the parameters' buffers were replaced); None where the backend records steps instead."""
+        if not self.backend.plans:
+            return None
+        key = ("plan", check_finite)
+        plan = ws.recordings.get(key)
+        if plan is None or not plan.valid(self.params):
+            plan = ws.recordings[key] = self.backend.plan_step(self, ws, check_finite)
+        return plan
 
     # ------------------------------------------------------------------ fit's launches
     def fit_buffers(self, samples: int):
@@ -218,7 +239,11 @@ class Steps:
 def read_status(ws, check_finite) -> float:
     """The step's loss from its status (the one host synchronisation of a step); with
     ``check_finite``, NonFiniteLossError when the guarded update was refused."""
-    status = ws.status.tolist()
+    return status_loss(ws.status.tolist(), check_finite)
+
+
+def status_loss(status, check_finite) -> float:
+    """``read_status`` of a status already read (a list)."""
     loss = status[STATUS.loss]
     if check_finite:
         # The guarded update was skipped (on the device, too) if any value is NaN/Inf.
