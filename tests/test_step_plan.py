@@ -136,3 +136,35 @@ def test_a_non_finite_gradient_is_refused_by_the_plan_with_nothing_changed(bad):
         with pytest.raises(gb.NonFiniteLossError):
             net.train_step(X, Y, 0.01)
     assert state_bytes(planned) == before == state_bytes(reference)
+
+
+def test_the_same_arrays_are_checked_again_when_their_layout_changed():
+    # train_step skips its input checks for the very arrays of the last call with the same shape,
+    # strides and dtype; an array reshaped in place in between is checked again.
+    net = gb.MLP([3, 4, 2], backend="numpy", seed=0)
+    X, Y = data([3, 4, 2], 6)
+    net.train_step(X, Y, 0.1)
+    X.shape = (9, 2)
+    with pytest.raises(ValueError, match="X must have 3 columns"):
+        net.train_step(X, Y, 0.1)
+    X.shape = (6, 3)
+    Y.shape = (4, 3)
+    with pytest.raises(ValueError, match="Y must have 2 columns"):
+        net.train_step(X, Y, 0.1)
+    Y.shape = (6, 2)
+    assert math.isfinite(net.train_step(X, Y, 0.1))
+
+
+def test_the_quiet_error_state_is_the_callers_once_the_step_is_done():
+    net = gb.MLP([3, 4, 2], backend="numpy", seed=0)
+    X, Y = data([3, 4, 2], 6)
+    old = numpy.getbufsize()
+    numpy.setbufsize(4096)
+    try:
+        with numpy.errstate(all="raise"):
+            with pytest.raises(gb.NonFiniteLossError):  # overflows inside are NumPy-silent: the guard reports them
+                net.train_step(X, Y * 1e30, 3e38)
+            assert numpy.geterr() == {"divide": "raise", "over": "raise", "under": "raise", "invalid": "raise"}
+            assert numpy.getbufsize() == 4096
+    finally:
+        numpy.setbufsize(old)

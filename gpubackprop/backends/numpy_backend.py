@@ -29,6 +29,40 @@ from .numpy_plan import StepPlan
 from .timers import WallTimer
 
 
+try:  # NumPy >= 2: the error state is a context variable holding an "extobj" (private names)
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+except ImportError:  # another NumPy: numpy.errstate itself
+    _extobj_contextvar = None
+
+
+class QuietErrors:
+    """``numpy.errstate(all="ignore")`` for ``train_step`` and ``fit`` (their checks report NaN/Inf,
+    not NumPy), at a fifth of its cost (~0.5 µs instead of ~2.4 µs per step: a step of a tiny network
+    is ~15 µs): the ignoring error state is made once per error state it replaces (kept for the last
+    one seen; the buffer size and the error callback come from it, as numpy.errstate's) and set
+    and reset through NumPy's context variable. One object per entry, as numpy.errstate."""
+
+    __slots__ = ("token", "fallback")
+    _last = (None, None)  # (the error state replaced, its all="ignore" version): one tuple, swapped whole
+
+    def __enter__(self):
+        if _extobj_contextvar is None:
+            self.fallback = numpy.errstate(all="ignore")
+            return self.fallback.__enter__()
+        self.fallback = None
+        current = _extobj_contextvar.get()
+        replaced, quiet = QuietErrors._last
+        if replaced is not current:
+            quiet = _make_extobj(all="ignore")
+            QuietErrors._last = (current, quiet)
+        self.token = _extobj_contextvar.set(quiet)
+
+    def __exit__(self, *exc_info):
+        if self.fallback is not None:
+            return self.fallback.__exit__(*exc_info)
+        _extobj_contextvar.reset(self.token)
+
+
 class NumpyBackend(NumpyLayerOps, NumpyEpochOps, Backend):
     """The CPU: device and arrays here; layer operations in ``numpy_layers``, epoch operations
     (fit's gather and totals, the optimizer's update) in ``numpy_epochs``."""
@@ -65,7 +99,7 @@ class NumpyBackend(NumpyLayerOps, NumpyEpochOps, Backend):
     def activate(self, quiet=False):
         # The CPU is always "current"; what is left is NumPy's floating-point error state, which
         # belongs to the caller's thread (context), so it is set per call, never globally.
-        return numpy.errstate(all="ignore") if quiet else numpy.errstate(under="ignore")
+        return QuietErrors() if quiet else numpy.errstate(under="ignore")
 
     def versions(self) -> dict:
         return {"numpy": numpy.__version__}
