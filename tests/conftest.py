@@ -6,21 +6,33 @@ import gpubackprop as gb
 from gpubackprop.backends import probe_cupy
 
 
-def pytest_collection_modifyitems(config, items):
+# One short reason per kind of skip, raised here (one place), so that `pytest -ra` folds every test of
+# a kind into one line; the probe's full message (what is missing and how to fix it) is printed once,
+# in the session header.
+def pytest_report_header(config):
     problem = probe_cupy()
-    if problem is None:
+    return [f"cupy: {'a CUDA device is usable' if problem is None else problem}"]
+
+
+def _no_device_reason(kind):
+    problem = probe_cupy(short=True)
+    return None if problem is None else f"{kind}: no usable CUDA device (cupy: {problem}; see the header)"
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") is not None:  # not item.keywords: that holds parameter ids too
+        reason = _no_device_reason("gpu test")
+    elif getattr(item, "callspec", None) is not None and item.callspec.params.get("backend") == "cupy":
+        reason = _no_device_reason("cupy backend")
+    else:
         return
-    skip = pytest.mark.skip(reason=f"no usable CUDA device: {problem}")
-    for item in items:
-        if item.get_closest_marker("gpu") is not None:  # not item.keywords: that holds parameter ids too
-            item.add_marker(skip)
+    if reason is not None:
+        pytest.skip(reason)
 
 
 @pytest.fixture(params=["numpy", "cupy"])
 def backend(request):
-    """Each backend in turn; cupy is skipped (with the reason) where no device is usable."""
-    if request.param == "cupy" and probe_cupy():
-        pytest.skip(f"cupy backend unavailable: {probe_cupy(short=True)}")
+    """Each backend in turn; cupy is skipped (see pytest_runtest_setup) where no device is usable."""
     return gb.get_backend(request.param)
 
 
