@@ -8,15 +8,20 @@ from gpubackprop.backends import probe_cupy
 
 # One short reason per kind of skip, raised here (one place), so that `pytest -ra` folds every test of
 # a kind into one line; the probe's full message (what is missing and how to fix it) is printed once,
-# in the session header.
-def pytest_report_header(config):
-    problem = probe_cupy()
-    return [f"cupy: {'a CUDA device is usable' if problem is None else problem}"]
+# after the summary.
+_NO_DEVICE = "no usable CUDA device"
 
 
 def _no_device_reason(kind):
     problem = probe_cupy(short=True)
-    return None if problem is None else f"{kind}: no usable CUDA device (cupy: {problem}; see the header)"
+    return None if problem is None else f"{kind}: {_NO_DEVICE} (cupy: {problem}; full reason at the end)"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's own short summary
+def pytest_terminal_summary(terminalreporter):
+    yield
+    if any(_NO_DEVICE in str(getattr(report, "longrepr", "")) for report in terminalreporter.stats.get("skipped", [])):
+        terminalreporter.write_line(f"{_NO_DEVICE}: {probe_cupy()}")
 
 
 def pytest_runtest_setup(item):
