@@ -64,9 +64,8 @@ def probabilities(name: str, z):
         # The sigmoid as the network computes it (numpy_backend.sigmoid_into): relative precision for
         # every z, so rare events keep distinct scores (float32 σ(-20) = 2.06e-9, not 0); no overflow.
         p = numpy.array(z, dtype=numpy.result_type(z, numpy.float32), copy=True)
-        zero, one = p.dtype.type(0), p.dtype.type(1)
         with numpy.errstate(under="ignore"):  # e^-|z| is subnormal, then 0, for large |z|: as it should be
-            return sigmoid_into(p, numpy.empty_like(p), zero, one)
+            return sigmoid_into(p, numpy.empty_like(p), p.dtype.type(1))
     raise ValueError(f"{name!r} is not a classification loss; probabilities apply to {', '.join(CLASSIFICATION)}")
 
 

@@ -27,25 +27,27 @@ from . import conversion
 from .base import Backend, Eager, scratch_buffer
 from .timers import WallTimer
 
-_add, _subtract, _multiply, _divide, _tanh, _maximum, _greater, _greater_equal, _dot = (
-    numpy.add, numpy.subtract, numpy.multiply, numpy.divide, numpy.tanh, numpy.maximum, numpy.greater,
-    numpy.greater_equal, numpy.dot)
+_add, _subtract, _multiply, _divide, _tanh, _maximum, _greater, _dot = (
+    numpy.add, numpy.subtract, numpy.multiply, numpy.divide, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
 _abs, _negative, _exp = numpy.abs, numpy.negative, numpy.exp
 
 
-def sigmoid_into(z, t, zero, one):
+def sigmoid_into(z, t, one):
     """In place: z <- sigma(z) = 1 / (1 + e^-z), to the dtype's relative precision for every z; ``t``
-    (z's shape and dtype) is scratch; ``zero``, ``one``: 0-d arrays of z's dtype. Branch-free and overflow-free: with t = e^-|z| (in (0, 1]),
-    sigma = 1 / (1 + t) for z >= 0 and t / (1 + t) for z < 0 (= e^z / (1 + e^z)), i.e. num / (1 + t)
-    with num = max([z >= 0], t), which is 1 or t exactly. Each step rounds once: a few ulp in all,
-    relative, also where sigma(z) is tiny (float32 sigma(-20) = 2.06e-9, not the 0 that the absolute-
-    precision form (1 + tanh(z/2))/2 gives); subnormal and then 0 beyond the dtype's range, where e^-|z|
-    underflows (the caller's errstate(under="ignore"): see NumpyBackend.activate). NaN stays NaN.
-    kernels/activations.cu (sigmoid_of) performs the same operations in the same order."""
+    (z's shape and dtype) is scratch; ``one``: 1 as a 0-d array (or scalar) of z's dtype.
+
+    Branch-free and overflow-free: with t = e^-|z| (in (0, 1]), sigma = 1 / (1 + t) for z >= 0 and
+    t / (1 + t) = e^z / (1 + e^z) for z < 0, i.e. num / (1 + t) with num = max(H(z), t) (H: the
+    Heaviside step, H(0) = 1), which is 1 or t exactly. Each step rounds once: a few ulp in all,
+    relative, also where sigma(z) is tiny (float32 sigma(-20) = 2.06e-9, not the 0 that the
+    absolute-precision form (1 + tanh(z/2))/2 gives); subnormal, then 0, beyond the dtype's range,
+    where e^-|z| underflows (silent under the library's errstate(under="ignore"): see
+    NumpyBackend.activate). NaN stays NaN. kernels/activations.cu (sigmoid_of) performs the same
+    operations in the same order."""
     _abs(z, t)
     _negative(t, t)
     _exp(t, t)  # t = e^-|z|: underflows to 0 (subnormal first) for |z| beyond ~87 (float32) / ~708 (float64)
-    _greater_equal(z, zero, out=z)  # z = [z >= 0]: 1 or 0 (0 for NaN)
+    numpy.heaviside(z, one, out=z)  # z = [z >= 0]: 1 or 0 (NaN stays NaN), in z's dtype: no cast
     _maximum(z, t, out=z)  # num = 1 (z >= 0) or t (z < 0): exact; NaN from t propagates
     _add(t, one, t)
     _divide(z, t, z)
@@ -225,8 +227,7 @@ class NumpyBackend(Backend):
     # Each activation: forward in place on z, and its derivative read off a into s; the kernels of
     # kernels/activations.cu do the same operations in the same order.
     def _sigmoid_forward(self, z, scratch):
-        zero, _, one = self._consts(z.dtype)
-        sigmoid_into(z, scratch_buffer(scratch, z.shape, z.dtype, self.empty), zero, one)
+        sigmoid_into(z, scratch_buffer(scratch, z.shape, z.dtype, self.empty), self._consts(z.dtype)[2])
 
     def _sigmoid_backward(self, a, s):  # sigma' = (1 - a) a
         _subtract(self._consts(a.dtype)[2], a, s)
@@ -305,7 +306,7 @@ class NumpyBackend(Backend):
         flat = grad.reshape(-1)
         loss[...] = _dot(flat, self._ones_vector(flat.shape[0], flat.dtype)) * inv_batch
         numpy.copyto(grad, z)
-        sigmoid_into(grad, softplus, zero, self._consts(z.dtype)[2])  # sigmoid(z) as the activation computes it (softplus: free scratch now)
+        sigmoid_into(grad, softplus, self._consts(z.dtype)[2])  # sigmoid(z) as the activation computes it (softplus: free scratch now)
         _subtract(grad, y, grad)
         if z.shape[0] != 1:
             _multiply(grad, inv_batch, grad)
