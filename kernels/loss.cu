@@ -104,7 +104,8 @@ extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_
 
 // Sigmoid binary cross-entropy on logits, elementwise over n = rows x outputs:
 // l = (max(z, 0) + log(1 + e^-|z|)) - z y (no overflow at any finite z), grad = (sigmoid(z) - y) / B
-// with sigmoid(z) = (1 + tanh(z / 2)) / 2 as the activations compute it; a hit when [z > 0] == [y >= 1/2].
+// with sigmoid(z) = num / (1 + e^-|z|) as the activations compute it (kernels/activations.cu: sigmoid_of,
+// relative precision for every z); a hit when [z > 0] == [y >= 1/2].
 // One block, like mse_loss_grad: a deterministic loss. NumpyBackend.sigmoid_binary_cross_entropy_loss_grad
 // mirrors it.
 extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z, const real* y, real* grad,
@@ -115,15 +116,14 @@ extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z,
     real sum = (real)0, count = (real)0;
     for (long long i = threadIdx.x; i < n; i += LOSS_THREADS) {
         real zi = z[i], yi = y[i];
-        real softplus = log1p(exp(-fabs(zi)));
+        real e = exp(-fabs(zi));  // e^-|z| in (0, 1]: subnormal, then 0, for large |z|
+        real softplus = log1p(e);
         real l = (zi > (real)0 ? zi : (real)0) + softplus;
         real zy = zi * yi;
         sum = sum + (l - zy);
-        real t = zi * (real)0.5;
-        t = tanh(t);
-        t = t * (real)0.5;
-        t = t + (real)0.5;
-        grad[i] = (t - yi) * inv_batch;
+        real num = zi >= (real)0 ? (real)1 : e;  // sigmoid(z) = num / (1 + e), as sigmoid_of
+        real sigma = num / (e + (real)1);
+        grad[i] = (sigma - yi) * inv_batch;
         count = count + (((zi > (real)0) == (yi >= (real)0.5)) ? (real)1 : (real)0);
     }
     block_sum_pair(partial, hits, sum, count);

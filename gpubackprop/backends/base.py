@@ -149,8 +149,9 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ layer math
     @abc.abstractmethod
-    def bias_activation(self, z, bias_row, activation: str):
-        """In place: z <- act(z + bias), the (1, n) bias row broadcast over the batch rows."""
+    def bias_activation(self, z, bias_row, activation: str, scratch: dict | None = None):
+        """In place: z <- act(z + bias), the (1, n) bias row broadcast over the batch rows; ``scratch``:
+        the caller's temporaries (see ``scratch_buffer``; None: fresh ones, allocated per call)."""
 
     @abc.abstractmethod
     def activation_backward(self, grad, a, activation: str, out, scratch: dict):

@@ -292,7 +292,7 @@ class CupyBackend(Backend):
         return run
 
     # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias_row, activation):
+    def bias_activation(self, z, bias_row, activation, scratch=None):  # fused: the kernel needs no scratch
         if activation not in activations.TABLE:
             raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
         n = z.size
