@@ -317,7 +317,7 @@ def _launch(kernel, grid, block, args, kw):
 
 def _empty(shape, dtype=numpy.float64):
     array = numpy.empty(shape, dtype=dtype).view(ndarray)
-    numpy.ndarray.fill(array.view(numpy.uint8) if array.size else array, 0xFF)  # garbage: NaN / -1 / max
+    numpy.ndarray.fill(array.reshape(-1).view(numpy.uint8), 0xFF)  # garbage: NaN / -1 / max
     return array
 
 
@@ -373,7 +373,7 @@ def _asnumpy(array):
     return numpy.array(array, copy=True).view(numpy.ndarray)
 
 
-def make_cupy():
+def _make_cupy():
     """A module object with the part of CuPy that CupyBackend uses."""
     runtime = types.SimpleNamespace(
         getDeviceCount=lambda: 1, driverGetVersion=lambda: 13000, runtimeGetVersion=lambda: 13000,
@@ -387,6 +387,16 @@ def make_cupy():
         float64=numpy.float64, int64=numpy.int64, empty=_empty, full=_full, asarray=_asarray,
         ascontiguousarray=_ascontiguousarray, copyto=_copyto, take=_take, add=_add, asnumpy=_asnumpy,
         RawModule=RawModule, cublas_lib=cublas)
+
+
+_FAKE = []
+
+
+def make_cupy():
+    """The emulated CuPy module object (one per process: arrays and kernels of one device)."""
+    if not _FAKE:
+        _FAKE.append(_make_cupy())
+    return _FAKE[0]
 
 
 def emulated_backend():
