@@ -209,7 +209,8 @@ def _gemm(routine, handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta,
         if compute == CUBLAS_COMPUTE_32F_FAST_TF32:
             op_a, op_b = _tf32(op_a), _tf32(op_b)
         c = _column_major(C, dtype, m, n, ldc)
-        product = numpy.dot(numpy.ascontiguousarray(op_a), numpy.ascontiguousarray(op_b))
+        with numpy.errstate(all="ignore"):  # a GPU raises no floating-point warnings
+            product = numpy.dot(numpy.ascontiguousarray(op_a), numpy.ascontiguousarray(op_b))
         if a_value != 1:
             product = product * dtype(a_value)
         if b_value != 0:
@@ -312,13 +313,52 @@ class RawModule:
 def _launch(kernel, grid, block, args, kw):
     packed = kernel._marshal(args)  # checked at launch (also during capture), as CuPy converts arguments then
     del packed
-    _submit(lambda: kernel(grid, block, args, **kw))
+
+    def run():
+        kernel(grid, block, args, **kw)
+        for index, arg in enumerate(args):
+            if isinstance(arg, numpy.ndarray):
+                _check_redzone(arg, f"{kernel.name} argument {index}")
+    _submit(run)
+
+
+# Every device allocation ends in a red zone of REDZONE bytes of 0xFF (NaN in float32 and float64),
+# checked after every launch that took the array: a kernel writing past the end fails there; one
+# reading past it reads NaN, which shows in its results. (Reads are caught exactly under ASan.)
+REDZONE = 64
+_redzones = {}  # id(raw allocation) -> (weak reference to it, first red-zone byte)
+
+
+def _root(array):
+    while isinstance(array.base, numpy.ndarray):
+        array = array.base
+    return array
+
+
+def _check_redzone(array, what):
+    root = _root(array)
+    entry = _redzones.get(id(root))
+    if entry is None or entry[0]() is not root:
+        return
+    tail = root[entry[1]:]
+    if not (tail == 0xFF).all():
+        numpy.ndarray.fill(tail, 0xFF)
+        raise EmulatorOutOfBounds(f"{what}: the kernel wrote past the end of the array (its red zone changed)")
+
+
+class EmulatorOutOfBounds(RuntimeError):
+    pass
 
 
 def _empty(shape, dtype=numpy.float64):
-    array = numpy.empty(shape, dtype=dtype).view(ndarray)
-    numpy.ndarray.fill(array.reshape(-1).view(numpy.uint8), 0xFF)  # garbage: NaN / -1 / max
-    return array
+    dtype = numpy.dtype(dtype)
+    nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+    raw = numpy.empty(nbytes + REDZONE, numpy.uint8)
+    numpy.ndarray.fill(raw, 0xFF)  # garbage until written: NaN / -1 / max, and the red zone
+    import weakref
+
+    _redzones[id(raw)] = (weakref.ref(raw, lambda _, key=id(raw): _redzones.pop(key, None)), nbytes)
+    return raw[:nbytes].view(dtype).reshape(shape).view(ndarray)
 
 
 def _full(shape, value, dtype=numpy.float64):
