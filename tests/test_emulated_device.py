@@ -185,14 +185,14 @@ def test_transcendental_kernels_within_a_few_ulps_of_numpy(gpu, cp, dtype):
 
 
 def test_right_prediction_counts_are_exact_beyond_2_to_the_24(gpu, cp):
-    # 2^24 + 2^22 + 1 rows, all right: the float32 count is that integer rounded once to float32
-    # (what NumPy's count_nonzero stored into the float32 status gives); adding 0/1 in float32 past
-    # 2^24 would stop counting (x + 1 == x there) and give less.
-    rows = 2**24 + 2**22 + 1
-    ones = cp.full((rows,), 1, numpy.float32)
+    # 2^25 + 3 rows, all right. The count is that integer rounded once to float32: 2^25 + 4 (float32's
+    # spacing is 4 there), what NumPy's count_nonzero stored into the float32 status gives. Counting
+    # in float32 (per thread, then a tree) rounds twice past 2^24 and gave 2^25.
+    rows = 2**25 + 3
+    ones = cp.full((rows,), 1, numpy.float32)  # row losses and row hits alike (128 MiB)
     loss, correct = cp.empty((), numpy.float32), cp.empty((), numpy.float32)
     gpu.kernel("sum_row_losses", "float32")((1,), (256,), (ones, ones, numpy.int64(rows), numpy.float32(1), loss, correct))
-    assert float(correct.get()) == float(numpy.float32(rows)) == rows - 1  # rounded to nearest (even): exact count ± 1
+    assert float(correct.get()) == float(numpy.float32(rows)) == rows + 1
     del ones
     gc.collect()
 
