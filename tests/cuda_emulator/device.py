@@ -322,11 +322,14 @@ def _launch(kernel, grid, block, args, kw):
     _submit(run)
 
 
-# Every device allocation ends in a red zone of REDZONE bytes of 0xFF (NaN in float32 and float64),
-# checked after every launch that took the array: a kernel writing past the end fails there; one
-# reading past it reads NaN, which shows in its results. (Reads are caught exactly under ASan.)
+# Every device allocation ends in a red zone of REDZONE bytes, checked after every launch that took
+# the array: a kernel writing past the end fails there. Float arrays' red zones hold signalling NaNs:
+# any arithmetic on one gives a quiet NaN (other bytes), so even param[n] = param[n] - step is seen,
+# and a read past the end turns a sum into NaN. Others hold 0xFF bytes (-1). Reads are caught exactly
+# under ASan (GPUBACKPROP_EMULATOR_ASAN).
 REDZONE = 64
-_redzones = {}  # id(raw allocation) -> (weak reference to it, first red-zone byte)
+_SIGNALLING_NAN = {4: numpy.uint32(0x7FA00001), 8: numpy.uint64(0x7FF4000000000001)}
+_redzones = {}  # id(raw allocation) -> (weak reference to it, first red-zone byte, its bytes)
 
 
 def _root(array):
@@ -340,9 +343,10 @@ def _check_redzone(array, what):
     entry = _redzones.get(id(root))
     if entry is None or entry[0]() is not root:
         return
-    tail = root[entry[1]:]
-    if not (tail == 0xFF).all():
-        numpy.ndarray.fill(tail, 0xFF)
+    _, start, expected = entry
+    tail = root[start:]
+    if tail.tobytes() != expected:
+        tail[...] = numpy.frombuffer(expected, numpy.uint8)
         raise EmulatorOutOfBounds(f"{what}: the kernel wrote past the end of the array (its red zone changed)")
 
 
@@ -351,13 +355,17 @@ class EmulatorOutOfBounds(RuntimeError):
 
 
 def _empty(shape, dtype=numpy.float64):
+    import weakref
+
     dtype = numpy.dtype(dtype)
     nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
     raw = numpy.empty(nbytes + REDZONE, numpy.uint8)
-    numpy.ndarray.fill(raw, 0xFF)  # garbage until written: NaN / -1 / max, and the red zone
-    import weakref
-
-    _redzones[id(raw)] = (weakref.ref(raw, lambda _, key=id(raw): _redzones.pop(key, None)), nbytes)
+    numpy.ndarray.fill(raw, 0xFF)  # garbage until written: NaN / -1 / max
+    if dtype.kind == "f" and dtype.itemsize in _SIGNALLING_NAN:
+        pattern = _SIGNALLING_NAN[dtype.itemsize]
+        raw[nbytes:] = numpy.full(REDZONE // dtype.itemsize, pattern).view(numpy.uint8)
+    _redzones[id(raw)] = (weakref.ref(raw, lambda _, key=id(raw): _redzones.pop(key, None)), nbytes,
+                          raw[nbytes:].tobytes())
     return raw[:nbytes].view(dtype).reshape(shape).view(ndarray)
 
 
