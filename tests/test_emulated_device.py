@@ -259,7 +259,7 @@ def test_a_recording_that_falls_back_says_so_and_steps_stay_right(gpu, monkeypat
 def test_float32_subnormals_flush_on_the_device_and_survive_on_numpy(gpu, cp):
     """Where the backends differ, stated: CuPy compiles with -ftz=true (appended after our options),
     so float32 kernel arithmetic flushes subnormal inputs and results to 0; NumPy keeps them.
-    float64 is not affected. (GEMMs: cuBLAS keeps float32 subnormals.)"""
+    float64 is not affected. (What cuBLAS's own GEMM kernels do with subnormals is not modelled.)"""
     cpu = gb.get_backend("numpy")
     param = numpy.array([0.0, 1.0], numpy.float32)
     grad = numpy.array([2.0**-70, 1.0], numpy.float32)

@@ -13,9 +13,6 @@
 #include <cstring>
 #include <cstdio>
 #include <utility>
-#include <vector>
-#include <random>
-#include <algorithm>
 #include <ucontext.h>
 #include <type_traits>
 #if defined(__x86_64__) || defined(__i386__)
@@ -49,7 +46,17 @@ using std::sqrt; using std::exp; using std::log; using std::log1p; using std::ex
 using std::pow; using std::fabs; using std::isfinite; using std::isnan; using std::isinf; using std::fmax;
 using std::fmin; using std::floor; using std::ceil; using std::sin; using std::cos; using std::erf;
 using std::exp2; using std::log2; using std::cbrt; using std::round; using std::trunc; using std::fma;
-using std::max; using std::min;
+// CUDA's max/min: fmaxf/fmax for floating point, the plain comparison for integers.
+inline float max(float a, float b) { return fmaxf(a, b); }
+inline double max(double a, double b) { return fmax(a, b); }
+inline float min(float a, float b) { return fminf(a, b); }
+inline double min(double a, double b) { return fmin(a, b); }
+inline int max(int a, int b) { return a < b ? b : a; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a < b ? b : a; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline unsigned int max(unsigned int a, unsigned int b) { return a < b ? b : a; }
+inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
 
 // Features the emulator does not model: a compile error that names them.
 template <class... T> struct gbemu_false { static constexpr bool value = false; };
@@ -122,7 +129,7 @@ struct Fiber {
 
 struct Block {
     Context scheduler;
-    std::vector<Fiber> fibers;
+    Fiber* fibers;
     char* stacks;
     size_t stack_bytes;
     Fiber* current;
@@ -224,18 +231,26 @@ static int gbemu_run(void (*body)(void*), void* args, unsigned grid, unsigned bl
 #endif
     // The stacks of the largest block so far, kept: one allocation, never initialised (a fiber's stack
     // needs no zeroing, and zeroing 64 MiB at every launch would cost more than the kernel).
-    static std::vector<char>* stacks = new std::vector<char>();
-    if (stacks->size() < b.stack_bytes * block) {
-        delete stacks;
-        stacks = new std::vector<char>(b.stack_bytes * block);
+    static char* stacks = nullptr;
+    static size_t stacks_bytes = 0;
+    if (stacks_bytes < b.stack_bytes * block) {
+        free(stacks);
+        stacks_bytes = b.stack_bytes * block;
+        stacks = (char*)malloc(stacks_bytes);
+        if (!stacks) {
+            stacks_bytes = 0;
+            snprintf(error, error_size, "no memory for %u fiber stacks", block);
+            return 1;
+        }
     }
-    b.stacks = stacks->data();
-    b.fibers.resize(block);
+    b.stacks = stacks;
+    static Fiber fibers[1024];
+    b.fibers = fibers;
     g_block = &b;
     g_body = body;
     g_body_args = args;
-    std::mt19937 rng(seed);
-    std::vector<unsigned> sequence(block);
+    uint64_t rng = 0x9E3779B97F4A7C15ull ^ seed;  // xorshift64*: the shuffled order, reproducible per seed
+    unsigned sequence[1024];
     blockDim = dim3{block, 1, 1};
     gridDim = dim3{grid, 1, 1};
     const size_t shared_bytes = (size_t)(__stop_gbemu_shared - __start_gbemu_shared);
@@ -252,7 +267,13 @@ static int gbemu_run(void (*body)(void*), void* args, unsigned grid, unsigned bl
         }
         for (;;) {  // one phase: every live thread runs up to its next barrier or its end
             for (unsigned t = 0; t < block; ++t) sequence[t] = order == 1 ? block - 1 - t : t;
-            if (order == 2) std::shuffle(sequence.begin(), sequence.end(), rng);
+            if (order == 2) {  // Fisher-Yates
+                for (unsigned t = block - 1; t > 0; --t) {
+                    rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27;
+                    const unsigned j = (unsigned)((rng * 0x2545F4914F6CDD1Dull) >> 33) % (t + 1);
+                    const unsigned tmp = sequence[t]; sequence[t] = sequence[j]; sequence[j] = tmp;
+                }
+            }
             for (unsigned k = 0; k < block && !b.failed; ++k) {
                 gbemu::Fiber& f = b.fibers[sequence[k]];
                 if (f.state == gbemu::DONE) continue;
@@ -271,7 +292,8 @@ static int gbemu_run(void (*body)(void*), void* args, unsigned grid, unsigned bl
             unsigned waiting = 0, done = 0;
             int line = -1;
             bool lines_differ = false;
-            for (auto& f : b.fibers) {
+            for (unsigned t = 0; t < block; ++t) {
+                gbemu::Fiber& f = b.fibers[t];
                 if (f.state == gbemu::DONE) { ++done; continue; }
                 ++waiting;
                 if (line < 0) line = f.barrier_line;
