@@ -6,7 +6,7 @@
 #   OUT=/some/dir bash ci/gpu.sh      (logs under $OUT; a new temporary directory when OUT is unset)
 #
 # Stages (limit in seconds):
-#   1 versions   20   GPU, driver, CuPy, NumPy, torch; whether the cupy backend is usable
+#   1 versions   30   GPU, driver, CuPy, NumPy, torch; whether the cupy backend is usable
 #   2 gpu-tests 240   python3 -m pytest -m gpu: what needs the hardware (every kernel comparison on
 #                     the device; cuBLAS, graphs, NCCL, the memory pool, TF32). The same comparisons
 #                     run on the CUDA emulator in every CPU CI run (tests/cuda_emulator), not here.
@@ -107,8 +107,8 @@ PY
 }
 export -f versions
 export REPO PY
-run_stage versions 20 "$SYSTEM" bash -c versions
-echo "ci/gpu.sh: stages versions 20 s, gpu-tests 240 s, bench 60 s, bench-tf32 25 s, kernels 25 s, summary 10 s; whole run <= ${TOTAL_LIMIT} s; logs in $OUT"
+run_stage versions 30 "$SYSTEM" bash -c versions
+echo "ci/gpu.sh: stages versions 30 s, gpu-tests 240 s, bench 60 s, bench-tf32 25 s, kernels 25 s, summary 10 s; whole run <= ${TOTAL_LIMIT} s; logs in $OUT"
 
 gpu_seen=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU "; then

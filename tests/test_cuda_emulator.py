@@ -181,3 +181,10 @@ def test_address_sanitizer_mode_catches_a_read_past_the_end(bound, tmp_path):
         assert done.returncode == 0 and "total 1000.0" in done.stdout, done.stderr[-3000:]
     else:
         assert done.returncode != 0 and "heap-buffer-overflow" in done.stderr, done.stderr[-3000:]
+
+
+def test_without_a_cpp_compiler_the_emulated_tests_skip_with_the_reason(monkeypatch):
+    monkeypatch.setattr(cuda_emulator, "compiler", lambda: None)
+    assert "no C++ compiler" in cuda_emulator.skip_reason()
+    with pytest.raises(EmulatorError, match="no C\\+\\+ compiler"):
+        Module('extern "C" __global__ void k(float* x) { x[0] = 1.0f; }', OPTIONS)
