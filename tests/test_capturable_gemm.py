@@ -109,8 +109,10 @@ def test_close_destroys_the_handle_once():
 def test_without_cuda_pathfinder_the_message_says_which_cupy_recording_needs(monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))  # a cuda package without pathfinder,
-    monkeypatch.setitem(sys.modules, "cuda.pathfinder", None)  # as under CuPy 13 (None: the import fails)
+    package = types.ModuleType("cuda")
+    package.__path__ = []  # a cuda package without pathfinder, as under CuPy 13
+    monkeypatch.setitem(sys.modules, "cuda", package)
+    monkeypatch.delitem(sys.modules, "cuda.pathfinder", raising=False)
     cupy = types.SimpleNamespace(__version__="13.6.0")
     with pytest.raises(ImportError, match=r"needs cuda.pathfinder, which CuPy >= 14 brings \(this is CuPy 13.6.0\)"):
         CapturableGemm(cupy, stream=None)
