@@ -11,6 +11,8 @@ export CI="${CI:-true}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # The test extra brings mpi4py and MPICH: here the distributed tests must run, never skip.
 export GPUBACKPROP_REQUIRE_MPI=1
+# The test extra brings mkdocs and mkdocstrings: here the documentation build must run, never skip.
+export GPUBACKPROP_REQUIRE_DOCS=1
 unset GPUBACKPROP_BACKEND GPUBACKPROP_KERNEL_DIR
 
 VENV=.venv-ci

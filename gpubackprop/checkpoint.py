@@ -11,8 +11,10 @@ means "fp32".
   fsync'ed and then renamed over ``path``; a crash mid-save leaves the old file (or none), never
   a broken one.
 - Loading reads only plain arrays (no pickles), checks every member's sizes before reading any
-  data (a header that lies is an error, not a huge allocation), the format marker, the version and
-  every shape and dtype, and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
+  data (a header that lies is an error, not a huge allocation), the format marker, the version,
+  every shape and dtype, the optimizer's settings (by the rules of ``optimizers.Optimizer``) and
+  its state (no NaN/Inf, no negative second moment: what no training produces, see
+  ``Optimizer.check_state``), and raises ``CheckpointError`` (a ``ValueError``) naming the file and the
   problem for anything else: truncated or corrupt files, other ``.npz`` files, other versions.
 - The round trip is bit-exact, also across backends (save on cupy, load on numpy).
 
@@ -23,16 +25,14 @@ such members) still load, as what they were: loss "mse", optimizer "sgd".
 """
 from __future__ import annotations
 
-import errno
 import io
 import math
 import os
-import secrets
 import zipfile
 
 import numpy
 
-from . import activations, losses, optimizers
+from . import activations, files, losses, optimizers
 from .errors import CheckpointError
 from .validation import DTYPES, PRECISIONS
 
@@ -79,87 +79,14 @@ def to_bytes(net) -> bytes:
 
 
 def save(net, path) -> None:
-    """Write ``net`` to ``path`` atomically (temporary file in the same folder, flush, fsync, rename).
+    """Write ``net`` to ``path`` atomically (temporary file in the same folder, flush, fsync, rename:
+    ``gpubackprop.files.write_atomically``, the one writer of every file gpubackprop writes).
 
     A new file gets the permissions the umask allows (as ``open(path, "w")`` would give), an
     existing one keeps its own; the process umask is never touched (other threads may be creating
     files). Errors are the ``OSError`` of the failed step, naming ``path`` and the reason."""
-    path = os.fspath(path)
     data = to_bytes(net)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = _create_temporary(folder, _mode_for(path))
-    except OSError as exc:
-        raise _save_error(exc, path) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise _save_error(exc, path) from exc
-        raise
-    _fsync_dir(folder)  # make the rename itself durable
-
-
-def _mode_for(path):
-    """The permission bits of the file at ``path`` if there is one (a save keeps them), else None."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        return None
-
-
-def _create_temporary(folder, mode):
-    """(fd, name) of a new, empty file in ``folder`` with a short random name.
-
-    Short, so that it fits whatever the length of the target's name (up to the file system's
-    limit). Created with 0o666, which the kernel narrows by the umask (tempfile.mkstemp's 0o600
-    would need the umask to be read, and reading it means setting it); ``mode`` (an existing
-    target's bits) is then set exactly."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        name = os.path.join(folder, f".gpubackprop-{secrets.token_hex(8)}.tmp")
-        try:
-            fd = os.open(name, flags, 0o666)
-        except FileExistsError:
-            continue
-        if mode is not None:
-            try:
-                os.chmod(name, mode)
-            except BaseException:
-                os.close(fd)
-                os.unlink(name)
-                raise
-        return fd, name
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
-
-
-def _save_error(exc, path) -> OSError:
-    """``exc`` (raised on the temporary file or the folder) as the same kind of OSError about ``path``."""
-    if exc.errno is None:
-        return OSError(f"cannot save the checkpoint to {path}: {exc}")
-    # OSError(errno, ...) is the matching subclass (PermissionError, FileNotFoundError, ...)
-    return OSError(exc.errno, f"cannot save the checkpoint ({exc.strerror or os.strerror(exc.errno)})", path)
-
-
-def _fsync_dir(folder) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    files.write_atomically(path, lambda handle: handle.write(data), what="the checkpoint")
 
 
 # The largest uncompressed/compressed size ratio deflate can reach (~1032:1), with slack for headers.
@@ -241,8 +168,14 @@ def _text(arrays, key, path) -> str:
 def read(path) -> dict:
     """The checkpoint at ``path`` as {"layer_sizes", "hidden_activation", "output_activation",
     "dtype", "precision", "params", "loss", "optimizer" (an ``optimizers.Optimizer``),
-    "optimizer_state" (None for version 1 files: a fresh state)}, fully checked; raises
-    CheckpointError naming the file and the problem."""
+    "optimizer_state" (None for version 1 files: a fresh state)}, fully checked.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        CheckpointError: anything but a valid checkpoint (truncated, corrupt, another version, another
+            ``.npz``, sizes that lie); the message names the file and the problem. Every member's size
+            is checked before any data is read.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -299,8 +232,9 @@ def read(path) -> dict:
     loss = _text(arrays, "loss", path)
     if loss not in losses.NAMES:
         raise CheckpointError(f"{path}: corrupt checkpoint (loss {loss!r}; valid: {', '.join(losses.NAMES)})")
-    try:
+    try:  # the settings by the rules every optimizer is built with (optimizers.Optimizer)
         optimizer = optimizers.from_json(_text(arrays, "optimizer", path))
+        optimizer.check_dtype(meta["dtype"])
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer settings: {exc})") from None
     n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
@@ -311,5 +245,8 @@ def read(path) -> dict:
                               f"expected {meta['dtype']} {shape} for {optimizer.describe()})")
     if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_step {step!r})")
+    problem = optimizer.check_state(buffers, int(step), n_params)  # values no training can produce
+    if problem is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state: expected {problem})")
     return dict(layer_sizes=sizes, params=params, loss=loss, optimizer=optimizer,
                 optimizer_state={"buffers": buffers, "step": int(step)}, **meta)

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         print(one_line(f"{prefix} out of memory: {exc or type(exc).__name__}; use smaller sizes (--layers, "
                        f"--samples, --batch-size, the data)"), file=sys.stderr)
         return 2
-    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as exc:  # ImportError: mpi4py missing
         print(one_line(f"{prefix} {exc}"), file=sys.stderr)
         return 2
 

@@ -13,7 +13,8 @@ import numpy
 
 from . import benchmark, losses, optimizers
 from .backends import describe, get_backend
-from .cli_common import add_backend_argument
+from . import extras
+from .cli_common import UsageError, add_backend_argument, check_outputs, replace_atomically
 from .validation import DTYPES, PRECISIONS, check_precision
 
 
@@ -29,7 +30,9 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="0.2 s per case: a smoke run, noisier figures")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the environment as JSON")
-    parser.add_argument("--plot", metavar="PATH", help="also draw a PNG chart (needs matplotlib: the 'plot' extra)")
+    parser.add_argument("--plot", metavar="PATH", help="also draw a chart, in the format of its suffix (.png, .svg, "
+                                                       "...; needs matplotlib: "
+                                                       + extras.install_hint("plot").replace("%", "%%") + ")")
     parser.add_argument("--loss", default="mse", choices=losses.NAMES,
                         help="the loss every case trains with (default mse; torch's own for the torch cases)")
     parser.add_argument("--optimizer", default="sgd", choices=optimizers.NAMES,
@@ -58,7 +61,30 @@ def _header(backend, env):
         print("environment: " + " ".join(f"{k}={v}" for k, v in env["env"].items()))
 
 
+def _check_outputs(args):
+    """--json and --plot checked before any timing (not found unwritable after minutes of it)."""
+    if getattr(args, "plot", None):
+        if args.kernels:
+            raise UsageError("--plot draws the per-size rows; --kernels has none (use --json)")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(f"--plot needs matplotlib: {extras.install_hint('plot')}") from None
+    check_outputs(("--json", args.json), ("--plot", args.plot))
+    if getattr(args, "plot", None):
+        from .cli_train import plot_format
+
+        plot_format(args.plot)
+
+
+def _write_json(path, content):
+    text = json.dumps(content, indent=2).encode()
+    replace_atomically(path, lambda handle: handle.write(text), what="the JSON")
+    print(f"wrote {path}")
+
+
 def main(args) -> int:
+    _check_outputs(args)
     backend = get_backend(args.backend)
     if args.kernels:
         return _kernels(backend, args)
@@ -97,11 +123,9 @@ def main(args) -> int:
         env["cuda_graphs"] = "; ".join(sorted(recording))
         print(f"CUDA graphs: {env['cuda_graphs']}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"environment": env, "dtype": args.dtype, "precision": args.precision, "loss": args.loss,
-                       "optimizer": args.optimizer, "seconds_per_case": seconds,
-                       "rows": [dataclasses.asdict(r) for r in rows]}, fh, indent=2)
-        print(f"wrote {args.json}")
+        _write_json(args.json, {"environment": env, "dtype": args.dtype, "precision": args.precision, "loss": args.loss,
+                                "optimizer": args.optimizer, "seconds_per_case": seconds,
+                                "rows": [dataclasses.asdict(r) for r in rows]})
     if args.plot:
         _plot(rows, args.plot, env)
     return 0
@@ -121,24 +145,22 @@ def _kernels(backend, args) -> int:
     print(f"fused / copy bandwidth: {ratio:.1%} (target on a GPU: ≥ 85%)")
     print(f"adam / copy bandwidth: {adam_ratio:.1%} (7 numbers moved per parameter; target on a GPU: ≥ 80%)")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"environment": env, "kernels": results, "ratio": ratio, "adam_ratio": adam_ratio}, fh, indent=2)
-        print(f"wrote {args.json}")
+        _write_json(args.json, {"environment": env, "kernels": results, "ratio": ratio, "adam_ratio": adam_ratio})
     return 0
 
 
 def _plot(rows, path, env):
-    try:
-        import matplotlib
+    """The chart, drawn without pyplot's global state and written atomically (checked before: _check_outputs)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("--plot needs matplotlib: pip install 'gpubackprop[plot]' (chart not written)")
-        return
+    from .cli_train import plot_format
+
     sizes = list(dict.fromkeys(r.size for r in rows))
     cases = [case for case in benchmark.CASES if any(r.case == case and r.samples_per_s for r in rows)]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     width = 0.8 / len(cases)
     for j, case in enumerate(cases):
         values = [next((r.samples_per_s or 0 for r in rows if r.size == s and r.case == case), 0) for s in sizes]
@@ -149,5 +171,5 @@ def _plot(rows, path, env):
     ax.set_title(f"training throughput per step, {env['backend']} on {env['device']}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    replace_atomically(path, lambda handle: fig.savefig(handle, format=plot_format(path)), what="the chart")
     print(f"wrote {path}")

@@ -3,9 +3,8 @@ before any work and written atomically."""
 from __future__ import annotations
 
 import os
-import secrets
-from pathlib import Path
 
+from . import files
 from .backends import ENV_VAR
 
 BACKEND_HELP = (f"numpy, cupy (the first GPU), cupy:N or auto; default: the {ENV_VAR} environment variable, "
@@ -26,34 +25,36 @@ def add_backend_argument(parser):
     parser.add_argument("--backend", default=None, help=BACKEND_HELP)
 
 
-def check_writable(flag: str, path) -> None:
-    """UsageError unless a file can be created in the folder of ``path`` (tried, not guessed from
-    permission bits: root ignores those, read-only file systems do not), before any work is done."""
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise UsageError(f"{flag} {path}: the directory {str(folder)!r} does not exist")
-    probe = folder / f".gpubackprop-{secrets.token_hex(8)}.probe"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot write in the directory {str(folder)!r} "
-                         f"({exc.strerror or exc}); nothing was done") from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def replace_atomically(path, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, then rename it onto ``path``: a
-    failure leaves whatever was at ``path`` as it was."""
-    folder = Path(path).resolve().parent
-    temporary = folder / f".gpubackprop-{secrets.token_hex(8)}.tmp"
-    try:
-        with open(temporary, "xb") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    except BaseException:
+def check_outputs(*targets) -> None:
+    """Every output target of a command, ``(flag, path or None)`` pairs, checked completely before
+    any work (``gpubackprop.files.check_target``: not a folder, the folder there and writable, the
+    name not too long), and no two naming the same file; UsageError naming the flag otherwise."""
+    seen = {}
+    for flag, path in targets:
+        if path is None:
+            continue
         try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+            files.check_target(path)
+        except files.TargetError as exc:
+            raise UsageError(f"{flag} {path}: {exc}; nothing was done") from None
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {flag} name the same file ({path}); give each its own")
+        seen[key] = flag
+
+
+def check_not_input(flag: str, path, inputs) -> None:
+    """UsageError when the output ``path`` is one of the ``inputs`` (flag, path) it would overwrite."""
+    if path is None:
+        return
+    for input_flag, input_path in inputs:
+        if input_path is not None and os.path.exists(input_path) and os.path.exists(path) \
+                and os.path.samefile(path, input_path):
+            raise UsageError(f"{flag} {path} is the {input_flag} file: writing it would destroy the input; "
+                             f"name another file")
+
+
+def replace_atomically(path, write, what="the output") -> None:
+    """``write(file)`` (a binary file) into a temporary file beside ``path``, then renamed onto it:
+    ``gpubackprop.files.write_atomically``, as checkpoints are written."""
+    files.write_atomically(path, write, what=what)

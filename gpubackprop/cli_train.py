@@ -1,7 +1,8 @@
 """``gpubackprop train``: fit an MLP to a data file (or the built-in task), report, save, plot.
 
 Data: ``--data FILE.npz`` with arrays ``X`` (samples, features) and ``Y`` (samples, targets) or
-(samples,); ``--data FILE.csv`` with the targets picked by ``--target-columns`` (indices or header
+(samples,); ``--data`` a delimited text file (.csv, .tsv, .txt; the delimiter detected or
+``--delimiter``: see ``cli_text``) with the targets picked by ``--target-columns`` (indices or header
 names; default: the last column) and the other columns as features; or, without ``--data``, the
 built-in task z = sin(x)·cos(y) + noise on x, y ~ U(-3, 3), drawn from ``--seed``; with a
 classification ``--loss``, the built-in task is three interleaved spirals (3 classes), drawn from
@@ -13,8 +14,13 @@ come from the file).
 
 Each epoch's row is printed as soon as the epoch ends when stdout is not a terminal (a pipe, a log
 file), so that a log follows the training; on a terminal the live progress line shows it and the
-table comes at the end. Ctrl-C stops after the current step: the table so far, the network saved
-if ``--save`` was given, exit code 130.
+table comes at the end. Beyond 20 epochs the table is thinned (said on a line before it;
+``--log-every N`` sets the step). Every output is checked before the training (``cli_common.
+check_outputs``) and written by ``files.write_atomically``. The final line gives the metrics of the
+network that is saved (a restored best epoch's, said so). Ctrl-C stops after the current step: the
+table so far, the network saved if ``--save`` was given, the ``--plot`` drawn, exit code 130; an
+error in training (divergence: exit 1) also draws the ``--plot`` of the complete epochs and saves
+only a restored best epoch.
 
 Launched by ``mpiexec -n N`` (N > 1), it trains data-parallel (``gpubackprop.distributed``): every rank
 reads the same data and trains on its shard of the training and validation rows, each on the device
@@ -24,20 +30,17 @@ prints, saves and plots, and the figures are those of all ranks together.
 from __future__ import annotations
 
 import argparse
-import csv
-import itertools
 import math
 import os
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 
 import numpy
 
-from . import activations, checkpoint, distributed, losses, optimizers
+from . import activations, checkpoint, cli_text, distributed, extras, files, losses, optimizers, training
 from .backends import ENV_VAR, describe
-from .cli_common import UsageError, add_backend_argument, check_writable, one_line
+from .cli_common import UsageError, add_backend_argument, check_not_input, check_outputs, one_line
 from .errors import CheckpointError, DistributedError, NonFiniteLossError, TrainingInterrupted
 from .mlp import MLP
 from .validation import DTYPES, PRECISIONS, check_labels, one_hot
@@ -64,9 +67,12 @@ class DataError(UsageError):
 
 
 def add_arguments(parser):
-    parser.add_argument("--data", metavar="FILE", help="FILE.npz (arrays X and Y) or FILE.csv; default: the built-in task")
+    parser.add_argument("--data", metavar="FILE", help="FILE.npz (arrays X and Y) or a delimited text file "
+                                                       "(.csv, .tsv, .txt); default: the built-in task")
     parser.add_argument("--target-columns", metavar="COLS",
-                        help="CSV only: comma-separated target columns, 0-based indices or header names (default: the last)")
+                        help="text files only: comma-separated target columns, 0-based indices or header names "
+                             "(default: the last)")
+    parser.add_argument("--delimiter", metavar="CHAR", help=cli_text.DELIMITER_HELP)
     parser.add_argument("--samples", type=int, default=BUILTIN_SAMPLES,
                         help=f"built-in task only: samples drawn, validation share included (default {BUILTIN_SAMPLES})")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of the samples held out for validation (default 0.2; 0 for none)")
@@ -101,8 +107,12 @@ def add_arguments(parser):
                              "float32 where the device has none)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the built-in data, the split, the initial weights and the shuffling (default 0)")
     parser.add_argument("--save", metavar="MODEL.npz", help="save the trained network (gpubackprop.MLP.load reads it back)")
-    parser.add_argument("--plot", metavar="LOSS.png", help="draw the loss (and accuracy) per epoch "
-                                                           "(needs matplotlib: pip install 'gpubackprop[plot]')")
+    parser.add_argument("--plot", metavar="LOSS.png", help="draw the loss (and accuracy) per epoch, also when "
+                                                           "training is interrupted or fails (needs matplotlib: "
+                                                           + extras.install_hint("plot").replace("%", "%%") + ")")
+    parser.add_argument("--log-every", type=int, metavar="N",
+                        help="print every N-th epoch's row in the table, with the first and the last (1: every "
+                             "epoch; default: every epoch up to 20 epochs, else about ten rows)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress line (default: only when stderr is a terminal)")
 
@@ -132,14 +142,19 @@ def builtin_spirals(samples: int, seed: int):
     return X + SPIRAL_NOISE * rng.standard_normal((samples, 2)), labels
 
 
-def classification_targets(path, Y, loss):
+def classification_targets(path, Y, loss, classes=None):
     """Y of a data file as the loss takes it: for softmax cross-entropy one column of integer labels
-    becomes (labels, classes = max + 1); otherwise Y as it is, with its column count."""
+    becomes (labels, classes): max label + 1 classes, or ``classes`` (the outputs of an --init
+    network: the labels must be below it); otherwise Y as it is, with its column count."""
     if loss == "softmax_cross_entropy" and Y.shape[1] == 1:
+        given = classes
         try:
-            labels = check_labels(Y[:, 0], "Y", classes=int(Y.max()) + 1)
+            labels = check_labels(Y[:, 0], "Y", classes=int(Y.max()) + 1 if given is None else given)
         except ValueError as exc:
-            raise DataError(f"{path}: --loss softmax_cross_entropy reads one target column as class labels: {exc}") from None
+            raise DataError(f"{path}: --loss softmax_cross_entropy reads one target column as class labels"
+                            + ("" if given is None else f" of the {given} classes of the --init network") + f": {exc}") from None
+        if given is not None:
+            return labels, given
         classes = int(labels.max()) + 1
         if classes < 2:
             raise DataError(f"{path}: the labels hold one class only ({classes - 1}); a classifier needs at least 2")
@@ -155,37 +170,48 @@ def _data_file(path):
     return path, path.suffix.lower()
 
 
-def load_data(path, target_columns=None):
-    """(X, Y) as 2-D float64 arrays from an .npz or .csv file; DataError saying what is wrong."""
+def load_data(path, target_columns=None, delimiter=None):
+    """(X, Y, dialect) with X and Y as 2-D float64 arrays from an .npz or delimited text file
+    (.csv, .tsv, .txt: see ``cli_text``); dialect: how a text file was read (None for .npz);
+    DataError saying what is wrong."""
     path, suffix = _data_file(path)
+    dialect = None
     if suffix == ".npz":
-        if target_columns is not None:
-            raise DataError("--target-columns applies to CSV files only; an .npz file names its arrays X and Y")
+        if target_columns is not None or delimiter is not None:
+            raise DataError(f"{'--target-columns' if target_columns is not None else '--delimiter'} applies to text "
+                            f"files only; an .npz file names its arrays X and Y")
         X, Y = _load_npz(path)
-    elif suffix == ".csv":
-        X, Y = _load_csv(path, target_columns)
+    elif suffix in cli_text.SUFFIXES:
+        X, Y, dialect = _load_csv(path, target_columns, delimiter)
     else:
-        raise DataError(f"data file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .npz (arrays X, Y) or .csv")
-    return _check_shapes(path, X, Y)
+        raise DataError(f"data file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .npz (arrays X, Y) "
+                        f"or delimited text ({', '.join(cli_text.SUFFIXES)})")
+    X, Y = _check_shapes(path, X, Y)
+    return X, Y, dialect
 
 
-def load_features(path, drop_columns=None):
-    """X alone, as a 2-D float64 array, from an .npz file (array X; others ignored) or a .csv file
-    (every column but ``drop_columns``: indices or header names); DataError saying what is wrong."""
+def load_features(path, drop_columns=None, delimiter=None):
+    """(X, dialect): X alone, as a 2-D float64 array, from an .npz file (array X; others ignored) or a
+    delimited text file (every column but ``drop_columns``: indices or header names); DataError
+    saying what is wrong."""
     path, suffix = _data_file(path)
+    dialect = None
     if suffix == ".npz":
-        if drop_columns is not None:
-            raise DataError("--target-columns applies to CSV files only; an .npz file names its array X")
+        if drop_columns is not None or delimiter is not None:
+            raise DataError(f"{'--target-columns' if drop_columns is not None else '--delimiter'} applies to text "
+                            f"files only; an .npz file names its array X")
         (X,) = _load_npz(path, ("X",), "expected X: (samples, features)")
-    elif suffix == ".csv":
-        values, header = _read_csv(path)
-        dropped = [] if drop_columns is None else _target_indices(path, drop_columns, header, values.shape[1])
+    elif suffix in cli_text.SUFFIXES:
+        table = _read_text(path, delimiter)
+        values, dialect = table.values, table.dialect
+        dropped = [] if drop_columns is None else _target_indices(path, drop_columns, table.header, values.shape[1])
         X = values[:, [c for c in range(values.shape[1]) if c not in dropped]]
         if X.shape[1] == 0:
             raise DataError(f"{path}: --target-columns leaves no column")
     else:
-        raise DataError(f"data file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .npz (array X) or .csv")
-    return _check_array(path, "X", X)
+        raise DataError(f"data file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .npz (array X) "
+                        f"or delimited text ({', '.join(cli_text.SUFFIXES)})")
+    return _check_array(path, "X", X), dialect
 
 
 # The largest uncompressed/compressed size ratio deflate can reach (~1032:1), with slack.
@@ -265,89 +291,25 @@ def _check_shapes(path, X, Y):
     return X, Y
 
 
-def _number(cell):
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _load_csv(path, target_columns):
-    """The CSV's numbers through numpy.loadtxt (3.5x faster than a loop over cells on 200k rows);
-    anything it refuses goes through the cell loop (``_read_csv_cells``), which says exactly where
-    and what is wrong, or reads what loadtxt would not."""
-    values, header = _read_csv(path)
-    width = values.shape[1]
+def _load_csv(path, target_columns, delimiter=None):
+    """(X, Y, dialect) of a delimited text file (``cli_text.read_table``), split by ``target_columns``."""
+    table = _read_text(path, delimiter)
+    width = table.values.shape[1]
     if width < 2:
-        raise DataError(f"{path}: need at least 2 columns (features and targets), got {width}")
-    targets = _target_indices(path, target_columns, header, width)
+        raise DataError(f"{path} ({table.dialect}): need at least 2 columns (features and targets), got {width}; "
+                        f"--delimiter names the delimiter if it was not found")
+    targets = _target_indices(path, target_columns, table.header, width)
     features = [c for c in range(width) if c not in targets]
     if not features:
         raise DataError(f"{path}: every column is a target; leave at least one feature column")
-    return values[:, features], values[:, targets]
+    return table.values[:, features], table.values[:, targets], table.dialect
 
 
-def _read_csv(path):
-    """(values, header or None): loadtxt's fast path, else the cell loop."""
+def _read_text(path, delimiter=None):
     try:
-        values, header = _read_csv_fast(path)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        values, header = None, None
-    if values is None:
-        values, header = _read_csv_cells(path)
-    return values, header
-
-
-def _read_csv_fast(path):
-    """(values, header or None) for a well-formed CSV, or (None, None) to leave it to the cell loop."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: Excel's byte-order mark
-        for first in handle:
-            if first.strip():
-                break
-        else:
-            return None, None
-        cells = next(csv.reader([first]))
-        header = [cell.strip() for cell in cells] if all(_number(cell) is None for cell in cells) else None
-        lines = handle if header else itertools.chain([first], handle)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data": the cell loop says it better
-            try:
-                values = numpy.loadtxt(lines, delimiter=",", comments=None, quotechar='"', ndmin=2, dtype=numpy.float64)
-            except ValueError:  # a cell that is not a number, a ragged row, a line of blanks, ...
-                return None, None
-    if values.shape[0] == 0 or (header is not None and values.shape[1] != len(header)):
-        return None, None
-    return values, header
-
-
-def _read_csv_cells(path):
-    """(values, header or None), cell by cell, with a DataError naming the row and column of a problem."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path} is not a readable CSV file ({type(exc).__name__}: {exc})") from None
-    if not rows:
-        raise DataError(f"{path}: the CSV file is empty")
-    header = None
-    if all(_number(cell) is None for cell in rows[0]):
-        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
-    if not rows:
-        raise DataError(f"{path}: the CSV file has a header but no data rows")
-    width = len(header) if header else len(rows[0])
-    if width < 2:
-        raise DataError(f"{path}: need at least 2 columns (features and targets), got {width}")
-    values = numpy.empty((len(rows), width))
-    for r, row in enumerate(rows):
-        if len(row) != width:
-            raise DataError(f"{path}, data row {r + 1}: {len(row)} column(s), expected {width} as in the first row")
-        for c, cell in enumerate(row):
-            number = _number(cell)
-            if number is None:
-                column = f"column {c}" + (f" ({header[c]!r})" if header else "")
-                raise DataError(f"{path}, data row {r + 1}, {column}: {cell.strip()!r} is not a number")
-            values[r, c] = number
-    return values, header
+        return cli_text.read_table(path, cli_text.parse_delimiter(delimiter))
+    except cli_text.TextDataError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _target_indices(path, spec, header, width):
@@ -444,7 +406,19 @@ def plot_history(history, path, title, loss="mse"):
         ax.legend(loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    files.write_atomically(path, lambda handle: fig.savefig(handle, format=plot_format(path)), what="the plot")
+
+
+def plot_format(path) -> str:
+    """The image format matplotlib writes for the suffix of ``path``; UsageError for one it cannot."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower()[1:]
+    if suffix not in supported:
+        raise UsageError(f"--plot {path}: matplotlib cannot write {'.' + suffix if suffix else 'a file without a suffix'!r}"
+                         f"; use one of {', '.join('.' + name for name in sorted(supported))}")
+    return suffix
 
 
 # ---------------------------------------------------------------------- main
@@ -523,15 +497,80 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def _network_from(saved, backend):
+    """The network of --init's checkpoint, from its content read once by ``checkpoint.read`` (as
+    ``MLP.load`` builds it from the same content): parameters and optimizer state as saved."""
+    net = MLP(saved["layer_sizes"], hidden_activation=saved["hidden_activation"],
+              output_activation=saved["output_activation"], loss=saved["loss"], optimizer=saved["optimizer"],
+              dtype=saved["dtype"], precision=saved["precision"], backend=backend, seed=0)
+    net.set_params(saved["params"])
+    if saved["optimizer_state"] is not None:
+        net.set_optimizer_state(saved["optimizer_state"])
+    return net
+
+
+def table_step(epochs: int, log_every=None) -> int:
+    """Every how many epochs the table shows a row (with the first and the last): ``--log-every``,
+    else 1 up to 20 epochs, else epochs // 10 (about ten rows)."""
+    if log_every is not None:
+        return log_every
+    return 1 if epochs <= 20 else max(1, epochs // 10)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _held_epoch(history, clean: bool):
+    """(the epoch whose parameters the network holds, or None when it holds those after the last
+    complete step of an unfinished epoch; whether they were restored as the best epoch's)."""
+    restored = getattr(history, "restored_best", None)
+    if restored is None:  # a library without History.restored_best: it restored only on a clean end
+        restored = clean and history.best_epoch is not None and history.best_epoch != len(history)
+    if restored:
+        return history.best_epoch, True
+    return (len(history) if clean and len(history) else None), False
+
+
+def _final_line(history, held, restored, why, n_train) -> str:
+    """The metrics of the network that is saved: those of the epoch whose parameters it holds."""
+    record = history.records[(held or len(history)) - 1]
+    first, loss = history.loss[0], record["loss"]
+    if 0 < loss <= first:
+        metrics = f"train loss {loss:.3e} ({first / loss:.1f}x below the first epoch's {first:.3e})"
+    elif loss > first:
+        metrics = f"train loss {loss:.3e} ({loss / first:.3g}x above the first epoch's {first:.3e})"
+    else:
+        metrics = f"train loss {loss:.3e}"
+    if "val_loss" in record:
+        metrics += f", val loss {record['val_loss']:.3e}"
+    if "val_accuracy" in record:
+        metrics += f", val accuracy {100 * record['val_accuracy']:.2f}%"
+    seconds = sum(history["seconds"])
+    speed = (f"; {n_train * len(history) / seconds:,.0f} samples/s " if seconds > 0 else "; ") + \
+        f"({_plural(len(history), 'epoch')} in {seconds:.2f} s)"
+    if restored:
+        return f"final: epoch {held}'s network (the best: lowest validation loss), restored when {why}: {metrics}{speed}"
+    if held is None:
+        return (f"final: the network after its last complete step ({why}); the last complete epoch, {len(history)}, "
+                f"had {metrics}{speed}")
+    return f"final: {metrics}{speed}"
+
+
 def _run(args) -> int:
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install 'gpubackprop[plot]'") from None
+            raise UsageError(f"--plot needs matplotlib: {extras.install_hint('plot')}") from None
+    if args.log_every is not None and args.log_every < 1:
+        raise UsageError(f"--log-every must be a positive number of epochs, got {args.log_every}")
+    # Every output checked completely before the training, not after it
+    check_outputs(("--save", args.save), ("--plot", args.plot))
+    if args.plot:
+        plot_format(args.plot)
     for flag, path in (("--save", args.save), ("--plot", args.plot)):
-        if path:
-            check_writable(flag, path)  # before the training, not after it
+        check_not_input(flag, path, [("--data", args.data)])
     saved = _resolve_options(args)
 
     if args.precision == "tf32" and args.dtype != "float32":
@@ -555,12 +594,16 @@ def _run(args) -> int:
         raise UsageError("--patience watches the validation loss: keep a --val-fraction above 0")
 
     if args.data:
-        X, Y = load_data(args.data, args.target_columns)
-        source = f"{args.data}: X {X.shape}, Y {Y.shape}"
-        Y, n_out = classification_targets(args.data, Y, args.loss)
+        X, Y, dialect = load_data(args.data, args.target_columns, args.delimiter)
+        source = f"{args.data}" + (f" ({dialect})" if dialect else "")
+        data_shapes = f"X {X.shape}, Y {Y.shape}"
+        # with --init the sizes come from the file: labels must be below its outputs
+        Y, n_out = classification_targets(args.data, Y, args.loss,
+                                          classes=None if saved is None else saved["layer_sizes"][-1])
     else:
-        if args.target_columns is not None:
-            raise DataError("--target-columns needs --data FILE.csv")
+        for flag, value in (("--target-columns", args.target_columns), ("--delimiter", args.delimiter)):
+            if value is not None:
+                raise DataError(f"{flag} needs --data FILE (a text file)")
         if classify:
             X, Y = builtin_spirals(args.samples, args.seed)
             n_out = SPIRAL_CLASSES
@@ -573,6 +616,7 @@ def _run(args) -> int:
             n_out = Y.shape[1]
             source = (f"built-in task z = sin(x)·cos(y) + N(0, {BUILTIN_NOISE}²), x, y ~ U(-{BUILTIN_RANGE:g}, "
                       f"{BUILTIN_RANGE:g}), seed {args.seed}")
+        data_shapes = None
     (X_train, Y_train), val = split(X, Y, args.val_fraction, args.seed)
     sizes = parse_layers(args.layers, X.shape[1], n_out) if saved is None else _init_sizes(args, saved, X.shape[1], n_out)
     n_train, n_val = X_train.shape[0], 0 if val is None else val[0].shape[0]
@@ -589,13 +633,14 @@ def _run(args) -> int:
             val = None if val is None else comm.shard(*val)
         except ValueError as exc:
             raise DataError(f"{exc} (see --samples, the data file, --val-fraction)") from None
+    root = comm is None or comm.is_root
 
     output_activation = args.output_activation
     if classify and output_activation != "identity":
         raise UsageError(f"--loss {args.loss} takes logits: leave --output-activation at identity "
                          f"(the {args.loss.split('_')[0]} lives in the loss)")
     if saved is not None:
-        net = MLP.load(args.init, backend=backend_spec)  # parameters and optimizer state as saved
+        net = _network_from(saved, backend_spec)  # the file was read once, by _resolve_options
     else:
         net = MLP(sizes, hidden_activation=args.activation, output_activation=output_activation, loss=args.loss,
                   optimizer=optimizer, dtype=args.dtype, precision=args.precision, backend=backend_spec,
@@ -607,62 +652,99 @@ def _run(args) -> int:
         print(f"data-parallel: {comm.world_size} ranks (MPI), gradients all-reduced by {sync.name}"
               + (f" ({sync.transport.reason})" if getattr(sync.transport, "reason", None) else "")
               + f", batch {args.batch_size} per rank")
-    print(f"data: {source}; {n_train} training, {n_val} validation samples")
+    print(f"data: {source}{': ' + data_shapes if data_shapes else ''}; {n_train} training, {n_val} validation samples")
     print(f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden, {output_activation} output, loss {args.loss}, "
           f"{args.dtype}, precision {net.precision_note}" + (f", from {args.init}" if saved is not None else "")
           + f"; {optimizer.describe()} lr {lr:g}, batch {args.batch_size}, {_plural(args.epochs, 'epoch')}"
           + (f", early stopping after {_plural(args.patience, 'epoch')} without improvement" if args.patience else ""),
           flush=True)
 
-    # The table: the first and last epochs and about ten in between. Under a pipe or in a log each
-    # row is printed as its epoch ends; on a terminal the progress line shows the epochs live.
-    every = 1 if args.epochs <= 20 else max(1, args.epochs // 10)
+    # The table: the first and last epochs and every `every`-th (said when not every epoch is shown).
+    # Under a pipe or in a log each row is printed as its epoch ends; on a terminal the progress
+    # line shows the epochs live and the table comes at the end.
+    every = table_step(args.epochs, args.log_every)
+    if every > 1:
+        print(f"table: epoch 1, every {_ordinal(every)} epoch and the last (--log-every 1 shows every epoch)")
     shown = lambda record: record["epoch"] in (1, args.epochs) or record["epoch"] % every == 0
     streaming = not sys.stdout.isatty()
-    on_epoch = (lambda record: print(_row(record), flush=True) if shown(record) else None) if streaming else None
-    interrupted = None
+    completed = training.History()  # the complete epochs, as they end: kept whatever way fit ends
+
+    def on_epoch(record):
+        completed.records.append(record)
+        if streaming and shown(record):
+            print(_row(record), flush=True)
+
+    interrupted = failure = None
+    history = None
     try:
         history = net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
                           seed=args.seed, progress=args.progress, validation_data=val, patience=args.patience,
                           on_epoch=on_epoch, comm=comm)
-    except NonFiniteLossError as exc:  # data-parallel: on every rank at once
-        print(one_line(f"gpubackprop train: error: training diverged: {exc}; try a smaller --lr"), file=sys.stderr)
-        return 1
-    except DistributedError as exc:  # the ranks disagree, or one of them failed
-        print(one_line(f"gpubackprop train: error: {exc}"), file=sys.stderr)
-        return 1
     except TrainingInterrupted as exc:
         history, interrupted = exc.history, exc.epoch
+    except Exception as exc:  # noqa: BLE001 - what fit measured is reported and plotted, then the error
+        history, failure = getattr(exc, "history", None), exc
+        if history is None:  # a library whose errors do not carry it: the epochs seen by on_epoch
+            history = completed
+            if args.patience is not None and completed.val_loss:
+                history.best_epoch = 1 + min(range(len(completed)), key=completed.val_loss.__getitem__)
+        if not len(history) and not isinstance(exc, (NonFiniteLossError, DistributedError)):
+            raise  # before any epoch ended: nothing to report (main prints it in one line)
 
-    for record in history:
-        last = record is history.records[-1] and (interrupted is not None or history.stopped_early)
-        if (not streaming and shown(record)) or (last and not (streaming and shown(record))):
-            print(_row(record))  # (streamed rows are out already)
+    if history is not None:
+        for record in history:
+            last = record is history.records[-1] and (interrupted is not None or failure is not None
+                                                      or history.stopped_early)
+            if (not streaming and shown(record)) or (last and not (streaming and shown(record))):
+                print(_row(record))  # (streamed rows are out already)
+    clean = interrupted is None and failure is None
+    held, restored = _held_epoch(history, clean) if history is not None else (None, False)
     if interrupted is not None:
-        where = f"interrupted in epoch {interrupted}, after {_plural(len(history), 'complete epoch')}"
-        if args.save and (comm is None or comm.is_root):
-            net.save(args.save)
-            print(f"saved the network to {args.save} ({where}: the parameters after its last complete step)")
-        print(f"gpubackprop train: {where}" + ("" if args.save else "; nothing saved (no --save)"), file=sys.stderr)
-        return 130
-    if history.stopped_early:
+        why = f"training was interrupted in epoch {interrupted}"
+    elif failure is not None:
+        why = f"training {'diverged' if isinstance(failure, NonFiniteLossError) else 'failed'} in epoch " \
+              f"{getattr(failure, 'epoch', None) or len(history) + 1}"
+    elif history.stopped_early:
+        why = f"the patience ran out after epoch {len(history)}"
         print(f"early stopping: no improvement for {_plural(args.patience, 'epoch')} after epoch {history.best_epoch}; "
               f"kept epoch {history.best_epoch}'s parameters (validation loss {history.val_loss[history.best_epoch - 1]:.3e})")
+    else:
+        why = f"the epochs ran out after epoch {len(history)}"
 
-    if args.save and (comm is None or comm.is_root):
+    # What is saved: on a clean end or Ctrl-C the network as it is; after a failure only a restored
+    # best epoch (the parameters of a diverging run are not worth a file, nor a ruined one's).
+    save = args.save and root and (failure is None or (restored and isinstance(failure, NonFiniteLossError)))
+    if save:
         net.save(args.save)
-        print(f"saved the network to {args.save}")
-    if args.plot and (comm is None or comm.is_root):
+        if restored:
+            what = f" (epoch {held}'s parameters, the best, restored when {why})"
+        elif interrupted is not None:
+            what = (f" (interrupted in epoch {interrupted}, after {_plural(len(history), 'complete epoch')}: "
+                    f"the parameters after its last complete step)")
+        else:
+            what = ""
+        print(f"saved the network to {args.save}{what}")
+    if args.plot and root and history is not None and len(history):
         title = (f"gpubackprop train: {'-'.join(map(str, sizes))} {args.activation}, {args.loss}, {args.dtype}, "
-                 f"{optimizer.name} lr {lr:g}, batch {args.batch_size}\n{source.split(';')[0]}; backend {backend.describe()}")
+                 f"{optimizer.name} lr {lr:g}, batch {args.batch_size}" + ("" if clean else f" ({why})")
+                 + f"\n{source}; backend {backend.describe()}")
         plot_history(history, args.plot, title, loss=args.loss)
         print(f"saved the {'loss and accuracy curves' if history.accuracy else 'loss curve'} to {args.plot}")
+    if len(history):
+        print(_final_line(history, held, restored, why, n_train))
 
-    first, last = history.loss[0], history.loss[-1]
-    seconds = sum(history["seconds"])
-    val_text = f", val loss {history.val_loss[-1]:.3e}" if history.val_loss else ""
-    if history.val_accuracy:
-        val_text += f", val accuracy {100 * history.val_accuracy[-1]:.2f}%"
-    print(f"final: train loss {last:.3e} ({first / last:.1f}x below the first epoch's {first:.3e}){val_text}; "
-          f"{n_train * len(history) / seconds:,.0f} samples/s ({_plural(len(history), 'epoch')} in {seconds:.2f} s)")
+    if interrupted is not None:
+        where = f"interrupted in epoch {interrupted}, after {_plural(len(history), 'complete epoch')}"
+        print(f"gpubackprop train: {where}" + ("" if args.save else "; nothing saved (no --save)"), file=sys.stderr)
+        return 130
+    if failure is not None:
+        unsaved = "" if save or not args.save else f"; nothing saved to {args.save}"
+        if isinstance(failure, NonFiniteLossError):
+            print(one_line(f"gpubackprop train: error: training diverged: {failure}; try a smaller --lr{unsaved}"),
+                  file=sys.stderr)
+            return 1
+        if isinstance(failure, DistributedError):  # the ranks disagree, or one of them failed
+            print(one_line(f"gpubackprop train: error: {failure}{unsaved}"), file=sys.stderr)
+            return 1
+        raise failure
     return 0

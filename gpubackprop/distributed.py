@@ -28,7 +28,8 @@ operation and the deadline) instead of waiting forever. ``init`` also makes an u
 any rank abort the whole job at once (MPI_Abort, as ``python -m mpi4py`` does), so the others need not
 wait for the deadline.
 
-mpi4py is an optional dependency (``pip install 'gpubackprop[distributed]'``); importing gpubackprop
+mpi4py is an optional dependency (``pip install 'mpi4py>=4' 'mpich>=4'``, from a source checkout
+``pip install '.[distributed]'``); importing gpubackprop
 never imports it, and without it every function here raises ``DistributedUnavailableError`` saying how
 to install it.
 """
@@ -48,11 +49,12 @@ import numpy
 
 from .backends import available_backends
 from .backends.collectives import transport_for
+from .extras import install_hint
 from .errors import DistributedError, DistributedTimeoutError, DistributedUnavailableError
 
 ENV_TIMEOUT = "GPUBACKPROP_COMM_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
-INSTALL_HINT = "pip install 'gpubackprop[distributed]' (mpi4py and the MPICH library, both from PyPI)"
+INSTALL_HINT = install_hint("distributed") + " (mpi4py and the MPICH library, both from PyPI)"
 # Environment variables through which MPI launchers announce the job's size (MPICH/Intel MPI's Hydra,
 # Open MPI, MVAPICH): how `gpubackprop train` knows it runs under mpiexec.
 _LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -94,6 +96,12 @@ def init(mpi_comm=None, *, timeout=None, abort_on_error=True) -> "Communicator":
     ``DistributedTimeoutError`` (default: the ``GPUBACKPROP_COMM_TIMEOUT`` environment variable, else
     60). ``abort_on_error``: an unhandled exception on this rank aborts every rank at once
     (``MPI_Abort`` after the traceback is printed) instead of leaving the others to the deadline.
+
+    Raises:
+        ValueError: ``timeout`` (or the environment variable) is not a finite positive number of
+            seconds; checked before MPI starts.
+        DistributedUnavailableError: mpi4py (or an MPI library) is missing; the message says what to
+            install (the hint of ``gpubackprop.extras``: ``pip install mpi4py mpich``).
     """
     if timeout is None:
         text = os.environ.get(ENV_TIMEOUT)

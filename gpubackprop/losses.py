@@ -11,11 +11,12 @@ Definitions, over a batch of B rows (z: the last layer's output, y: the targets)
 - ``mse``: L = 1/(2B) Σ (z − y)², ∂L/∂z = (z − y)/B (the lesson's ½(ŷ − y)² for one sample).
 - ``softmax_cross_entropy``: L = −1/B Σ_rows Σ_j y_j log softmax(z)_j, computed with the log-sum-exp
   shift (z − max z); ∂L/∂z = (softmax(z)·Σ_j y_j − y)/B, i.e. (softmax(z) − y)/B for rows that sum to
-  1. Targets: integer class labels (B,) or probability rows (B, classes). Equals PyTorch's
+  1. Targets: integer class labels (B,) or probability rows (B, classes): values in [0, 1], each row
+  summing to 1 (``fit`` and ``evaluate`` check, see ``validation.check_target_values``). Equals PyTorch's
   ``F.cross_entropy(z, y)`` (reduction "mean" over the rows).
 - ``sigmoid_binary_cross_entropy``: L = 1/B Σ [max(z, 0) − z·y + log(1 + e^(−|z|))] over rows and
   outputs, ∂L/∂z = (sigmoid(z) − y)/B; targets are probabilities (B, outputs) in [0, 1] (one output:
-  (B,) too). Equals PyTorch's ``F.binary_cross_entropy_with_logits(z, y, reduction="sum") / B``
+  (B,) too; ``fit`` and ``evaluate`` check: outside [0, 1] the loss has no minimum). Equals PyTorch's ``F.binary_cross_entropy_with_logits(z, y, reduction="sum") / B``
   (summed over the outputs, like the other two losses, not averaged over them).
 
 The classification losses take logits: their output activation is the identity (the softmax or

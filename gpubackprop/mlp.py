@@ -101,9 +101,10 @@ class MLP:
         if self.layer_sizes[-1] < spec.min_outputs:
             raise ValueError(f"loss {self.loss!r} needs at least {spec.min_outputs} outputs (one per class), "
                              f"got layer_sizes {self.layer_sizes}")
-        self.optimizer = optimizers.configure(optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
-                                              beta2=beta2, eps=eps, weight_decay=weight_decay)
+        optimizer = optimizers.configure(optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                                         beta2=beta2, eps=eps, weight_decay=weight_decay)
         self.dtype = validation.check_dtype(dtype)
+        optimizer.check_dtype(self.dtype)
         self.precision = validation.check_precision(precision, self.dtype)
         self._tf32 = self.precision == "tf32"  # every GEMM of the step asks the backend for TF32
         self.backend = get_backend(backend)
@@ -117,13 +118,9 @@ class MLP:
         self._workspaces = {}
         self._fit_state = None  # (samples, (permutation, cursor, totals)): fit's device buffers, see _fit_buffers
         self.set_params(self._initial_params(seed))
-        # The optimizer's state, laid out like the flat parameter buffer (one row per buffer:
-        # momentum's velocity; Adam's m and v), starting at 0, and Adam's count of accepted steps.
-        with self.backend.activate():
-            n_params = self._flat_params.size
-            self._optimizer_state = self.backend.empty((self.optimizer.state_buffers, n_params), self.dtype)
-            self._optimizer_step = self.backend.empty((1,), numpy.int64)
-        self.reset_optimizer()
+        self._optimizer = None
+        self._optimizer_state = self._optimizer_step = None
+        self.optimizer = optimizer  # its state, fresh
 
     # ------------------------------------------------------------------ parameters
     def _initial_params(self, seed):
@@ -159,6 +156,34 @@ class MLP:
             self._weights, self._biases, self._flat_params = tuple(views[0::2]), tuple(views[1::2]), flat
             self._bias_rows = tuple(b.reshape(1, -1) for b in self._biases)  # broadcast over the batch rows
 
+    @property
+    def optimizer(self) -> optimizers.Optimizer:
+        """The network's optimizer (``optimizers.Optimizer``: its name and settings).
+
+        Assigning one (an ``Optimizer`` or a name such as "adam", checked as the constructor checks
+        it, also against the network's dtype) replaces the optimizer and starts its state fresh
+        (zero moments, step count 0, as ``reset_optimizer``), whatever state the old one had; on a
+        bad value nothing changes. Recorded steps (CUDA graphs) of the old optimizer are dropped."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer):
+        with self._lock, self.backend.activate():
+            optimizer = optimizers.configure(optimizer)
+            optimizer.check_dtype(self.dtype)
+            # The optimizer's state, laid out like the flat parameter buffer (one row per buffer:
+            # momentum's velocity; Adam's m and v), starting at 0, and Adam's count of accepted steps.
+            shape = (optimizer.state_buffers, self._flat_params.size)
+            state = self.backend.empty(shape, self.dtype)
+            step = self.backend.empty((1,), numpy.int64)
+            self.backend.copyto(state, numpy.zeros(shape))
+            self.backend.copyto(step, numpy.zeros(1, numpy.int64))
+            if self._optimizer is not None:
+                # A recorded step holds the old update's kernels, settings and state buffers.
+                for ws in self._workspaces.values():
+                    ws.recordings.clear()
+            self._optimizer, self._optimizer_state, self._optimizer_step = optimizer, state, step
+
     def reset_optimizer(self):
         """Zero the optimizer's state (momentum's velocity; Adam's moments and step count)."""
         with self._lock, self.backend.activate():
@@ -176,17 +201,22 @@ class MLP:
 
     def set_optimizer_state(self, state):
         """Replace the optimizer's state with ``state`` as ``get_optimizer_state`` returns it
-        (checked before anything changes; copied)."""
+        (copied). Checked before anything changes: a dict with "buffers" (k, parameters) and
+        "step"; a state that no training can produce (another shape, a NaN/Inf value once in the
+        network's dtype, a negative second moment for Adam, a negative step count) is a
+        ``ValueError`` naming what is wrong (``TypeError`` for a non-dict)."""
         with self._lock, self.backend.activate():
             try:
-                buffers, step = numpy.asarray(state["buffers"]), state["step"]
-            except (TypeError, KeyError):
+                buffers, step = state["buffers"], state["step"]
+            except (TypeError, KeyError, IndexError):
                 raise TypeError("state must be a dict with 'buffers' and 'step', as get_optimizer_state returns") from None
-            if buffers.shape != self._optimizer_state.shape or buffers.dtype.kind not in "fiu":
-                raise ValueError(f"optimizer state buffers must be a real array of shape {self._optimizer_state.shape} "
-                                 f"for {self.optimizer.describe()}, got {buffers.dtype} {buffers.shape}")
-            if isinstance(step, bool) or not isinstance(step, (int, numpy.integer)) or step < 0:
-                raise ValueError(f"optimizer step must be a non-negative int, got {step!r}")
+            buffers = self.backend.to_numpy(buffers) if self.backend.is_native(buffers) else numpy.asarray(buffers)
+            if buffers.dtype.kind in "fiub" and buffers.dtype != self.dtype:
+                with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+                    buffers = buffers.astype(self.dtype)
+            problem = self.optimizer.check_state(buffers, step, self._flat_params.size)
+            if problem is not None:
+                raise ValueError(f"optimizer state: expected {problem}")
             self.backend.copyto(self._optimizer_state, buffers)
             self.backend.copyto(self._optimizer_step, numpy.array([step], numpy.int64))
 
@@ -209,7 +239,7 @@ class MLP:
     @property
     def recording(self):
         """How steps run, for reports: None on a backend that does not record them, else "used"
-        (recorded once, replayed after) or "not used: <why>"."""
+        (recorded once, replayed after) or ``"not used: <why>"``."""
         if not self._recorder.records:
             return None
         return "used" if self._recorder.error is None else f"not used: {self._recorder.error}"
@@ -337,7 +367,7 @@ class MLP:
         """The optimizer's update of every W and b at once, one operation over the flat buffers
         (see gpubackprop.optimizers), guarded by ``guard``; with ``check``, its first pass instead:
         ws.update_check = NaN when any candidate parameter or state value would not be finite."""
-        ops, opt = self.backend, self.optimizer
+        ops, opt = self.backend, self._optimizer  # (the attribute: no property call per step)
         params, grads, state = self._flat_params, ws.grads, self._optimizer_state
         if opt.rule == "sgd":  # W ← W − lr ∂L/∂W, b ← b − lr ∂L/∂b
             if check:
@@ -345,7 +375,8 @@ class MLP:
             else:
                 ops.sgd_update(params, grads, lr, guard, ws.scratch)
         elif opt.rule == "momentum":
-            args = (params, grads, state[0], lr, opt.momentum, opt.nesterov, opt.weight_decay)
+            # (sgd with weight decay runs this update with momentum 0: its momentum is None)
+            args = (params, grads, state[0], lr, opt.momentum or 0.0, bool(opt.nesterov), opt.weight_decay)
             if check:
                 ops.momentum_check(*args, ws.update_check, ws.scratch)
             else:
@@ -402,7 +433,9 @@ class MLP:
         (defaults: 1 epoch, batches of 32, lr 0.01); returns a ``training.History`` (per epoch: loss,
         val_loss with validation_data, accuracy and val_accuracy for classification losses, seconds,
         samples_per_s). ``patience``: early stopping on the validation loss, restoring the best
-        parameters (``restore_best``). ``comm``: data-parallel, each rank with its shard (see
+        parameters (``restore_best``) however fit ends, an error included. Targets and validation
+        data are checked up front (one pass). Every exception escaping fit after its first epoch
+        started carries ``history``. ``comm``: data-parallel, each rank with its shard (see
         ``gpubackprop.distributed``). See ``gpubackprop.training.fit``."""
         with self._lock, self.backend.activate(quiet=True):
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
@@ -537,7 +570,7 @@ class MLP:
         X = self._own_or_copied(ws.inputs, X)
         if Y is _NO_TARGETS:  # not None: Y=None from a caller is a bad argument, reported as such
             return X
-        Y = validation.as_targets(self.backend, Y, "Y", self.layer_sizes[-1], X.shape[0], self._loss_spec.labels)
+        Y = validation.as_targets(self.backend, Y, "Y", self.layer_sizes[-1], X.shape[0], self._loss_spec)
         return X, self._own_or_copied(ws.targets, Y)
 
     def _own_or_copied(self, buffer, array):
@@ -549,7 +582,7 @@ class MLP:
 
     @property
     def precision_note(self) -> str:
-        """The precision as computed here: "fp32", "tf32", or "tf32 (computed in float32: <why>)"."""
+        """The precision as computed here: "fp32", "tf32", or ``"tf32 (computed in float32: <why>)"``."""
         if self._tf32 and not self.backend.tf32:
             return f"tf32 (computed in float32: no TF32 tensor cores on {self.backend.describe()})"
         return self.precision

@@ -35,7 +35,7 @@ import time
 
 import numpy
 
-from . import losses, validation
+from . import errors, losses, validation
 from .errors import NonFiniteLossError, TrainingInterrupted
 
 # predict()'s default chunk: rows such that the widest activation buffer holds about this many
@@ -57,14 +57,17 @@ class History:
     classification losses also ``accuracy`` (the share of right predictions over the epoch's steps,
     each before its update) and ``val_accuracy`` (with validation data).
     ``history["loss"]`` gives one column as a list; ``len(history)`` the number of epochs.
-    With early stopping (``fit(patience=...)``): ``best_epoch`` (lowest validation loss) and
-    ``stopped_early`` (True when the patience ran out before ``epochs``); else None and False.
+    With early stopping (``fit(patience=...)``): ``best_epoch`` (lowest validation loss),
+    ``stopped_early`` (True when the patience ran out before ``epochs``) and ``restored_best`` (True
+    when ``restore_best`` put the best epoch's parameters back into the network: the training had
+    gone past them, at its end or by an error); else None, False and False.
     """
 
     def __init__(self):
         self.records: list[dict] = []
         self.best_epoch: int | None = None
         self.stopped_early = False
+        self.restored_best = False
 
     def __len__(self):
         return len(self.records)
@@ -185,12 +188,17 @@ def _positive_int(name, value) -> int:
     return int(value)
 
 
-def _to_device(net, X, Y, what=""):
+def _to_device(net, X, Y, what="", finite=False):
     """(X, Y) checked and placed on the net's device in its dtype, C-contiguous; copied only when
-    they are not already in that form."""
+    they are not already in that form. The targets' values are checked for the loss (one pass:
+    ``validation.check_target_values``); with ``finite`` (validation data) X and Y are checked to
+    hold no NaN/Inf first (one pass each)."""
     backend = net.backend
     X = validation.as_batch(backend, X, f"{what}X", net.layer_sizes[0])
-    Y = validation.as_targets(backend, Y, f"{what}Y", net.layer_sizes[-1], X.shape[0], net._loss_spec.labels)
+    if finite:
+        validation.check_finite(X, f"{what}X")
+    Y = validation.as_targets(backend, Y, f"{what}Y", net.layer_sizes[-1], X.shape[0], net._loss_spec,
+                              check_values=True, finite=finite)
     return backend.asarray(X, net.dtype), backend.asarray(Y, net.dtype)
 
 
@@ -275,18 +283,38 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
     epoch, drawn from ``numpy.random.default_rng(seed)`` on the host (the same batches on every
     backend for the same seed). ``progress``: a status line on stderr; None shows it only when
     stderr is a terminal (and the CI environment variable is unset). ``validation_data``: an
-    (X_val, Y_val) pair whose loss is measured after each epoch. ``on_epoch``: called with each
-    epoch's record (the dict appended to the history) as soon as the epoch is done, e.g. to print it.
+    (X_val, Y_val) pair whose loss is measured after each epoch, held to the training data's rules
+    and checked up front: a NaN/Inf in it is a ValueError naming ``validation_data`` and the first
+    bad value (index and value), before any step. ``on_epoch``: called with each epoch's record
+    (the dict appended to the history) as soon as the epoch is done, e.g. to print it.
+
+    Targets are checked by kind before anything changes (one pass over Y and over validation Y,
+    see ``validation.check_target_values``): "sigmoid_binary_cross_entropy" takes targets in
+    [0, 1]; "softmax_cross_entropy" integer labels (batch,) or probability rows (values in [0, 1],
+    each row summing to 1); a ValueError names the first bad target. Int and bool targets are cast,
+    for every loss. Class labels (batch,) for an "mse" network with several outputs, and string
+    labels, are errors saying what fits.
 
     Defaults: ``epochs=1``, ``batch_size=32``, ``lr=0.01``. Ctrl-C (KeyboardInterrupt) raises
     ``TrainingInterrupted`` (a KeyboardInterrupt) holding the history of the complete epochs; the
     parameters and the optimizer's state are those after the last complete step (in the main thread
-    a Ctrl-C is held until the running step is done; a second one interrupts at once).
+    a Ctrl-C is held until the running step is done; a second one interrupts at once), or with early
+    stopping and ``restore_best`` the best epoch's parameters (below).
 
     Early stopping (off by default): with ``patience`` = k, training stops once the validation loss
     has not fallen below its lowest so far for k epochs in a row; with ``restore_best`` (the
-    default) the parameters of the epoch with the lowest validation loss are put back at the end
-    (the optimizer's state stays as the last step left it). Needs ``validation_data``.
+    default) the parameters of the epoch with the lowest validation loss are put back (the
+    optimizer's state stays as the last step left it). Needs ``validation_data``.
+
+    Nothing measured or kept is lost however fit ends (the patience runs out, the epochs run out,
+    an error, Ctrl-C): every exception that escapes fit after the first epoch started
+    (``NonFiniteLossError``, ``TrainingInterrupted``, ``BatchTooLargeError``, an error of
+    ``on_epoch`` or any other) carries ``exc.history``, the History of the complete epochs with
+    ``best_epoch`` as far as known; with ``patience`` and ``restore_best`` the network holds the
+    best epoch's parameters in every case, and ``history.restored_best`` is True when they were put
+    back (the training had gone past them), as the error's message says. A validation loss that is
+    not finite (the outputs overflow on the finite validation data) ends fit with
+    ``NonFiniteLossError`` (``where`` "validation").
 
     ``comm`` (a ``gpubackprop.distributed.Communicator``): data-parallel training. Every rank calls
     fit with its own shard (X, Y and validation_data) and the same other arguments; each step is one
@@ -311,7 +339,9 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
             X_val, Y_val = validation_data
         except (TypeError, ValueError):
             raise TypeError(f"validation_data must be an (X, Y) pair, got {type(validation_data).__name__}") from None
-        val = _to_device(net, X_val, Y_val, what="validation ")
+        # Held to the training data's rules, up front: a NaN/Inf would make every val_loss NaN/Inf
+        # (and early stopping blind), so it is refused here, before any step.
+        val = _to_device(net, X_val, Y_val, what="validation_data ", finite=True)
 
     n = X.shape[0]
     plan = None if comm is None else comm.plan(net, n, batch_size=batch_size, epochs=epochs, lr=lr, shuffle=shuffle,
@@ -384,40 +414,72 @@ def fit(net, X, Y, *, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=D
                     record["accuracy"] = correct / (rows * units)
                 if val is not None:
                     record["val_loss"] = val_total / val_rows
+                    if not math.isfinite(record["val_loss"]):  # finite data (checked): the outputs overflow
+                        raise NonFiniteLossError(record["val_loss"], "validation", epoch=epoch)
                     if units is not None:
                         record["val_accuracy"] = val_correct / (val_rows * units)
                 record["seconds"] = seconds
                 record["samples_per_s"] = rows / seconds if seconds > 0 else math.inf
                 history.records.append(record)
-                if bar is not None:
-                    bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"),
-                               accuracy=record.get("accuracy"), val_accuracy=record.get("val_accuracy"))
-                if on_epoch is not None:
-                    on_epoch(record)
-                interrupt.check()
-                if patience is not None:
+                if patience is not None:  # the best epoch is known before anything else can end fit
                     if record["val_loss"] < best_loss:
                         best_loss, waited, history.best_epoch = record["val_loss"], 0, epoch
                         if best_params is not None:
                             backend.device_copy(best_params, net._flat_params)
                     else:
                         waited += 1
-                        if waited >= patience:
-                            history.stopped_early = epoch < epochs
-                            break
+                if bar is not None:
+                    bar.update(epoch, n, record["loss"], record["samples_per_s"], force=True, val_loss=record.get("val_loss"),
+                               accuracy=record.get("accuracy"), val_accuracy=record.get("val_accuracy"))
+                if on_epoch is not None:
+                    on_epoch(record)
+                interrupt.check()
+                if patience is not None and waited >= patience:
+                    history.stopped_early = epoch < epochs
+                    break
     except KeyboardInterrupt:
         # Raised at a step boundary (see _DeferredInterrupt), or by a second Ctrl-C or the caller's
         # own code, where a step writes all the weights in one operation (one ufunc call, one kernel
         # launch): applied whole or not at all. Wait for queued work, so that the parameters read
         # next are those of the last step.
         backend.synchronize()
-        raise TrainingInterrupted(history, epoch) from None
+        note = _restore_after_error(net, best_params, history)
+        raise TrainingInterrupted(history, epoch, restored_epoch=history.best_epoch if history.restored_best else None,
+                                  note=note) from None
+    except BaseException as exc:
+        # Whatever ends fit from inside the epoch loop (NonFiniteLossError, BatchTooLargeError, a
+        # DistributedError, an error of on_epoch, ...) carries the history of the complete epochs, and
+        # with restore_best the network goes back to the best epoch, as at a normal end.
+        note = _restore_after_error(net, best_params, history)
+        exc.history = history
+        if history.restored_best:
+            errors.tell_restored(exc, history.best_epoch)
+        elif note is not None:
+            errors.add_note(exc, note)
+        raise
     finally:
         if bar is not None:
             bar.close()
     if best_params is not None and history.best_epoch is not None and history.best_epoch != len(history):
         backend.device_copy(net._flat_params, best_params)  # every W and b is a view into it
+        history.restored_best = True
     return history
+
+
+def _restore_after_error(net, best_params, history):
+    """With restore_best and a best epoch: its parameters back into ``net`` (``history.restored_best``
+    = True). Returns None, or a line saying why that failed (the device that raised may fail again):
+    the error that ended fit matters more."""
+    if best_params is None or history.best_epoch is None:
+        return None
+    try:
+        net.backend.device_copy(net._flat_params, best_params)  # every W and b is a view into it
+        net.backend.synchronize()
+    except Exception as exc:  # pragma: no cover - a failing device
+        return (f"restore_best: the parameters of epoch {history.best_epoch} could not be put back "
+                f"({type(exc).__name__}: {exc}); the network holds those after the last complete step")
+    history.restored_best = True
+    return None
 
 
 def _data_parallel_epoch(net, X, Y, order, lr, plan, batch_size, epoch, units):

@@ -1,6 +1,8 @@
 """Checks at the API boundary: each error names the argument, what was expected and what came.
 
-Done once per call on shapes and dtypes only (no pass over the data), before anything changes.
+Done once per call on shapes and dtypes only (no pass over the data), before anything changes;
+``fit`` and ``evaluate`` add one pass over the targets' values (``check_target_values``) and, for
+validation data, over its values (``check_finite``): once per call, never per step.
 ``as_batch`` is the single place where user arrays become backend arrays (through the backend's
 ``as_array``, which knows its device).
 
@@ -9,7 +11,13 @@ What each kind of bad input gets:
 - a non-array that NumPy cannot read as a regular numeric array (None, a string, a dict, ragged
   lists), object/str/bytes/complex/datetime dtypes: ``TypeError`` (ragged lists: ``ValueError``);
 - wrong number of dimensions, features or outputs, mismatched or empty batches: ``ValueError``;
-- int and bool arrays: accepted, cast to the network's dtype (as are other float widths);
+- int and bool arrays: accepted, cast to the network's dtype (as are other float widths), for
+  every loss (bool class labels are the classes 0 and 1);
+- targets of the wrong kind for the loss (``as_targets``): class labels (batch,) for a network
+  with several outputs and a loss that does not take labels, or strings: an error saying what fits
+  (``loss="softmax_cross_entropy"``, one-hot rows, how to encode strings); with ``check_values``
+  (``fit``, ``evaluate``, validation data: one pass, never in ``train_step``) values the loss does
+  not take (``check_target_values``): ``ValueError`` naming the first bad target;
 - a GPU array (``__cuda_array_interface__``, e.g. CuPy) given to a numpy-backend network:
   ``TypeError`` saying how to move it to the host; it is never copied silently. A NumPy array
   given to a cupy-backend network is uploaded to the device (one host-to-device copy);
@@ -102,11 +110,26 @@ def _check_kind(array, name: str):
                         + (f" from {type(array).__name__} input" if array.dtype.kind == "O" else ""))
 
 
-def _as_array(backend, array, name: str):
-    """A backend array (DLPack objects as zero-copy views) or a NumPy array, of real numbers."""
+def _as_array(backend, array, name: str, targets_of=None):
+    """A backend array (DLPack objects as zero-copy views) or a NumPy array, of real numbers.
+    ``targets_of``: the loss (``losses.Loss``) whose targets ``array`` is: strings get a hint on
+    how to encode them."""
     array = backend.as_array(array, name)
+    if targets_of is not None and _holds_strings(array):
+        classes = "integer class labels (batch,) for loss='softmax_cross_entropy'" if targets_of.labels else \
+            "numbers (for class labels: loss='softmax_cross_entropy', which takes integer labels (batch,))"
+        raise TypeError(f"{name} holds strings (dtype {array.dtype}), but targets must be {classes}; encode them "
+                        f"first, e.g. classes, {name} = numpy.unique({name}, return_inverse=True) "
+                        f"(or sklearn.preprocessing.LabelEncoder)")
     _check_kind(array, name)
     return array
+
+
+def _holds_strings(array) -> bool:
+    kind = array.dtype.kind
+    if kind in "US":
+        return True
+    return kind == "O" and array.size > 0 and isinstance(array.flat[0], (str, bytes))
 
 
 def as_batch(backend, array, name: str, features: int, batch: int | None = None):
@@ -159,20 +182,61 @@ def check_params(params, layer_sizes, backend):
     return checked
 
 
-def as_targets(backend, array, name: str, outputs: int, batch: int, labels: bool):
-    """``array`` as ``as_batch`` does, except that with ``labels`` (a loss that takes class labels)
-    a 1-D array is integer class labels: checked (whole numbers in [0, outputs), one per row of X)
-    and returned as one-hot rows (a NumPy float64 array (batch, outputs) for the backend to upload).
+def as_targets(backend, array, name: str, outputs: int, batch: int, loss, check_values: bool = False,
+               finite: bool = False):
+    """``array`` as ``as_batch`` does, for the targets of ``loss`` (a ``losses.Loss``): with
+    ``loss.labels`` (a loss that takes class labels) a 1-D array is integer class labels: checked
+    (whole numbers in [0, outputs), one per row of X) and returned as one-hot rows (a NumPy float64
+    array (batch, outputs) for the backend to upload). Int, unsigned and bool arrays are cast, as
+    everywhere, for every loss: bool labels are the classes 0 and 1.
 
     This is a pass over the labels on the host (one device-to-host copy for device arrays):
-    one-hot or probability rows skip it.
+    one-hot or probability rows skip it. ``check_values`` (``fit``, ``evaluate``: once per call,
+    never per step) adds one pass over the targets: ``check_target_values``; ``finite`` (validation
+    data) one more before it: ``check_finite``.
+
+    A 1-D Y for a network with several outputs (class labels for an "mse" network), and string
+    labels, are errors that say what fits.
     """
-    if labels:
-        checked = _as_array(backend, array, name)
-        if len(checked.shape) == 1:
+    checked = _as_array(backend, array, name, targets_of=loss)
+    if len(checked.shape) == 1 and outputs > 1:
+        if loss.labels:
             host = backend.to_numpy(checked) if backend.is_native(checked) else numpy.asarray(checked)
             return one_hot(check_labels(host, name, outputs, batch), outputs)
-    return as_batch(backend, array, name, outputs, batch=batch)
+        raise ValueError(_one_column_message(backend, checked, name, outputs, batch, loss))
+    one_dimensional = len(checked.shape) == 1
+    checked = as_batch(backend, checked, name, outputs, batch=batch)
+    if finite:
+        check_finite(checked, name, one_dimensional=one_dimensional)
+    if check_values:
+        check_target_values(checked, name, loss, one_dimensional=one_dimensional)
+    return checked
+
+
+def _one_column_message(backend, Y, name, outputs, batch, loss) -> str:
+    """What to say when a 1-D Y (one value per row) meets a network with several outputs: one
+    sample's row (reshape it), or class labels (a loss that takes them, or one-hot rows)."""
+    shape = tuple(Y.shape)
+    expected = f"{name} must be 2-D (batch, {outputs}) for loss {loss.name!r}, got shape {shape}"
+    if batch == 1 and shape[0] == outputs:
+        return f"{expected}; for one sample use {name}.reshape(1, -1)"
+    host = backend.to_numpy(Y) if backend.is_native(Y) else numpy.asarray(Y)
+    if host.dtype.kind in "iub":
+        labels = True
+    else:  # floats that are all whole numbers (labels read from a CSV file); an error path: the pass is free
+        with numpy.errstate(invalid="ignore"):
+            labels = bool(numpy.all(numpy.isfinite(host) & (numpy.floor(host) == host)))
+    if not labels:
+        return f"{expected}: one value per row, but the network has {outputs} outputs"
+    index = name if host.dtype.kind in "iu" else f"{name}.astype(int)"
+    one_hot_rows = f"one-hot rows numpy.eye({outputs})[{index}]"
+    use = (f"for class labels use loss='softmax_cross_entropy' (it takes labels (batch,) as they are), or pass "
+           f"{one_hot_rows}")
+    if loss.name == "mse":
+        use += " to an mse network"
+    else:
+        use += " (one yes/no output per class)"
+    return f"{expected}: one label per row (class labels?) but the network has {outputs} outputs; {use}"
 
 
 def check_labels(labels, name: str, classes: int, batch: int | None = None):
@@ -191,7 +255,7 @@ def check_labels(labels, name: str, classes: int, batch: int | None = None):
             bad = int(numpy.argmin(whole))
             raise ValueError(f"{name} must be integer class labels in [0, {classes}), got {labels[bad].item()!r} at "
                              f"position {bad} (for probabilities pass rows of shape (batch, {classes}))")
-    elif kind not in "iu":
+    elif kind not in "iub":  # bool labels are the classes 0 and 1, as bools are cast everywhere
         raise ValueError(f"{name} must be integer class labels in [0, {classes}), got dtype {labels.dtype}")
     low, high = labels.min(), labels.max()
     if low < 0 or high >= classes:
@@ -206,3 +270,65 @@ def one_hot(labels, classes: int):
     rows = numpy.zeros((labels.shape[0], classes))
     rows[numpy.arange(labels.shape[0]), labels] = 1.0
     return rows
+
+
+def _float_eps(dtype) -> float:
+    """The spacing of the coarser of ``dtype`` (a float) and float32 near 1: the rounding that a row
+    of probabilities has seen if it was computed in either."""
+    eps = float(numpy.finfo(numpy.float32).eps)
+    return max(eps, float(numpy.finfo(dtype).eps)) if numpy.dtype(dtype).kind == "f" else eps
+
+
+def check_target_values(Y, name: str, loss, one_dimensional: bool = False) -> None:
+    """The targets' values checked by what ``loss`` (a ``losses.Loss``) takes; ValueError naming the
+    first bad target (its index and value) otherwise. One pass over ``Y`` (a 2-D NumPy or backend
+    array (batch, outputs)) on its device, and one small read back; nothing for "mse".
+
+    - "sigmoid_binary_cross_entropy": every target a probability in [0, 1] (NaN is not one).
+      Outside it the loss has no minimum (-1/+1 labels drive it to -Inf).
+    - "softmax_cross_entropy", probability rows: every value in [0, 1] and every row summing to 1
+      within 4·classes·eps (eps: float32's, or the row dtype's if coarser; the rounding of a row
+      computed in float32). A negative value makes the loss unbounded below; a row summing to
+      another total is not a distribution (several labels per row: use
+      "sigmoid_binary_cross_entropy"). Integer labels become one-hot rows, which pass.
+    """
+    if loss.name == "mse":
+        return
+    ok = (Y >= 0) & (Y <= 1)  # False for NaN
+    if not bool(ok.all()):
+        row, col = divmod(_first_false(ok), Y.shape[1])
+        where = f"{name}[{row}]" if one_dimensional else f"{name}[{row}, {col}]"
+        value = Y[row, col].item()
+        if loss.name == "sigmoid_binary_cross_entropy":
+            hint = "; for -1/+1 labels use (Y + 1) / 2" if value == -1 else ""
+            raise ValueError(f"{where} is {value!r}, but loss {loss.name!r} takes targets in [0, 1] (probabilities, "
+                             f"or 0/1 labels){hint}")
+        raise ValueError(f"{where} is {value!r}, but loss {loss.name!r} takes probability rows (values in [0, 1], "
+                         f"each row summing to 1) or integer class labels (batch,)")
+    if loss.labels:
+        classes = Y.shape[1]
+        tolerance = 4 * classes * _float_eps(Y.dtype)
+        sums = Y.sum(axis=1, dtype=numpy.float64)
+        off = abs(sums - 1) > tolerance
+        if bool(off.any()):
+            row = _first_false(~off)
+            raise ValueError(f"{name}[{row}] sums to {sums[row].item()!r}, but loss {loss.name!r} takes probability "
+                             f"rows that sum to 1 (within {tolerance:.2g}) or integer class labels (batch,); for "
+                             f"several labels per row use loss='sigmoid_binary_cross_entropy'")
+
+
+def check_finite(array, name: str, one_dimensional: bool = False) -> None:
+    """ValueError naming the first NaN/Inf in ``array`` (2-D, NumPy or backend; ``one_dimensional``:
+    it was given as (batch,), so the index is the row) by its index and value: one pass on the
+    array's device and a small read back."""
+    finite = numpy.isfinite(array)  # a backend array's own isfinite (CuPy: __array_ufunc__), on its device
+    if not bool(finite.all()):
+        row, col = divmod(_first_false(finite), array.shape[1])
+        where = f"{name}[{row}]" if one_dimensional else f"{name}[{row}, {col}]"
+        raise ValueError(f"{where} is {array[row, col].item()!r}: the data must be finite (no NaN or Inf)")
+
+
+def _first_false(mask) -> int:
+    """The flat index of the first False in a boolean NumPy or backend array (an error path: as int8,
+    so that every array library's argmin takes it)."""
+    return int(mask.ravel().astype(numpy.int8).argmin())

@@ -20,6 +20,7 @@ from gpubackprop.backends import collectives
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mpi_worker  # noqa: E402  (the worker's data and settings, for the single-process references)
+import doc_examples  # noqa: E402  (the documentation's examples: the mpi one runs here)
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "tests" / "mpi_worker.py"
@@ -236,10 +237,12 @@ def test_command_line_under_mpiexec_trains_data_parallel_and_rank_0_alone_report
 
 
 @needs_mpi
-def test_the_readme_example_runs_under_mpiexec(tmp_path):
-    text = (REPO / "README.md").read_text()
-    block = next(b for b in text.split("```python\n")[1:] if "gb.distributed.init()" in b).split("```")[0]
-    (tmp_path / "train.py").write_text(block)
+def test_the_documented_example_runs_under_mpiexec(tmp_path):
+    # The guide's complete train.py (docs/guides/distributed.md, marked <!-- mpi: 2 -->), as written;
+    # tests/test_docs.py checks that it is the only mpi example of the documentation.
+    example = next(e for e in doc_examples.all_examples() if e.mpi and "gb.distributed.init()" in e.code)
+    assert example.mpi == 2, example.where
+    (tmp_path / "train.py").write_text(example.code)
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     environment.pop("GPUBACKPROP_BACKEND", None)
     done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "train.py"], capture_output=True, text=True,
@@ -261,7 +264,7 @@ def test_importing_gpubackprop_does_not_import_mpi4py():
 
 def test_without_mpi4py_the_distributed_api_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now raises ImportError
-    with pytest.raises(distributed.DistributedUnavailableError, match=r"pip install 'gpubackprop\[distributed\]'"):
+    with pytest.raises(distributed.DistributedUnavailableError, match=r"pip install 'mpi4py>=4' 'mpich>=4'"):
         distributed.init()
     assert isinstance(distributed.DistributedUnavailableError("x"), ImportError)
 

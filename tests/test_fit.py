@@ -133,7 +133,7 @@ def test_validation_loss_is_the_end_of_epoch_loss(backend):
     ({"batch_size": 0}, ValueError, "batch_size"),
     ({"lr": -1.0}, ValueError, "lr"),
     ({"validation_data": numpy.zeros((3, 2))}, TypeError, "validation_data"),
-    ({"validation_data": (numpy.zeros((3, 2)), numpy.zeros(4))}, ValueError, "validation Y has 4 rows"),
+    ({"validation_data": (numpy.zeros((3, 2)), numpy.zeros(4))}, ValueError, "validation_data Y has 4 rows"),
 ])
 def test_bad_arguments_raise_before_training(kwargs, error, match):
     X, Y = sincos(20)

@@ -112,7 +112,6 @@ def test_accuracy_counts(rng):
     (numpy.array([0, -1, 2, 1]), r"label -1 at position 1, out of range"),
     (numpy.array([0, 1.5, 2, 1]), r"integer class labels.*1\.5 at position 1"),
     (numpy.array([0, numpy.nan, 2, 1]), r"integer class labels.*nan"),
-    (numpy.array([True, False, True, True]), r"integer class labels.*bool"),
     (numpy.array([0, 1, 2]), r"3 labels but X has 4 rows"),
     (numpy.zeros((4, 2)), r"must have 3 columns"),
     (numpy.zeros((4, 3, 1)), r"2-D"),

@@ -60,7 +60,15 @@ def get_backend(spec=None) -> Backend:
     """The backend ``spec``: "auto" | "numpy" | "cupy" | "cupy:N", or a Backend (returned as it is).
 
     None means the GPUBACKPROP_BACKEND environment variable, else "auto"; "auto" picks the first
-    CUDA device when CuPy can use one, and NumPy otherwise.
+    CUDA device when CuPy can use one, and NumPy otherwise. One backend object per device, shared
+    (it holds only what never changes: compiled kernels, constants).
+
+    Raises:
+        BackendUnavailableError: the backend cannot run here (CuPy not installed or broken, no CUDA
+            driver, driver too old, no device, or no device N on this machine); the message says
+            why, with the underlying error, and how to fix it.
+        ValueError: an unknown name or a bad device index (``"cupy:x"``), from the argument or the
+            environment variable; the message lists the valid forms.
     """
     if isinstance(spec, Backend):
         return spec

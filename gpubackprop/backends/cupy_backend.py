@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy
 
 from .. import activations
+from ..extras import cuda_hint
 from . import conversion
 from .base import Backend, scratch_buffer
 from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
@@ -29,7 +30,7 @@ _KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu", "fit.cu", "optimizers.cu
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
 _NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
-_INSTALL_HINT = "pip install 'gpubackprop[cuda12]' (CUDA 12 driver) or 'gpubackprop[cuda13]' (CUDA 13 driver)"
+_INSTALL_HINT = cuda_hint()  # gpubackprop is not on PyPI: the CuPy wheels themselves
 _probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
 
 
