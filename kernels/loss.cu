@@ -10,12 +10,20 @@ typedef GB_REAL real;
 
 #define LOSS_THREADS 256
 
+// A count of right predictions: 0/1 values added as integers, so the count is exact at any size (a
+// float32 running sum is exact only to 2^24); stored into the real status slot once, rounded to
+// nearest as NumPy's count_nonzero stored into the same slot is.
+struct hit_count {
+    unsigned long long n;
+    __device__ __forceinline__ hit_count operator+(real hit) const { return {n + (unsigned long long)hit}; }
+};
+
 // The block's LOSS_THREADS (sum, count) pairs added up in a fixed tree order (the same totals on
 // every run, no atomics); every thread of the block calls it, and the totals land in partial[0]
 // and hits[0] (shared arrays of LOSS_THREADS).
-__device__ __forceinline__ void block_sum_pair(real* partial, real* hits, real sum, real count) {
+__device__ __forceinline__ void block_sum_pair(real* partial, unsigned long long* hits, real sum, hit_count count) {
     partial[threadIdx.x] = sum;
-    hits[threadIdx.x] = count;
+    hits[threadIdx.x] = count.n;
     __syncthreads();
     for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) {
@@ -89,8 +97,9 @@ extern "C" __global__ void softmax_cross_entropy_rows(const real* z, const real*
 extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_hit, long long rows, real inv_batch,
                                           real* loss, real* correct) {
     __shared__ real partial[LOSS_THREADS];
-    __shared__ real hits[LOSS_THREADS];
-    real sum = (real)0, count = (real)0;
+    __shared__ unsigned long long hits[LOSS_THREADS];
+    real sum = (real)0;
+    hit_count count = {0};
     for (long long i = threadIdx.x; i < rows; i += LOSS_THREADS) {
         sum = sum + row_loss[i];
         count = count + row_hit[i];
@@ -112,8 +121,9 @@ extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z,
                                                                   real* loss, real* correct, long long n,
                                                                   real inv_batch) {
     __shared__ real partial[LOSS_THREADS];
-    __shared__ real hits[LOSS_THREADS];
-    real sum = (real)0, count = (real)0;
+    __shared__ unsigned long long hits[LOSS_THREADS];
+    real sum = (real)0;
+    hit_count count = {0};
     for (long long i = threadIdx.x; i < n; i += LOSS_THREADS) {
         real zi = z[i], yi = y[i];
         real e = exp(-fabs(zi));  // e^-|z| in (0, 1]: subnormal, then 0, for large |z|

@@ -112,7 +112,9 @@ __device__ __forceinline__ void adam_candidate(real p, real g, real m_in, real v
 extern "C" __global__ void adam_check(const real* param, const real* grad, const real* m, const real* v,
                                       const long long* step, double lr, double beta1, double beta2, real eps, real wd,
                                       long long n, real* flag) {
-    const AdamScalars s = adam_scalars(step, lr, beta1, beta2);
+    __shared__ AdamScalars s;  // the bias corrections (two double pows) once per block, not per thread
+    if (threadIdx.x == 0) s = adam_scalars(step, lr, beta1, beta2);
+    __syncthreads();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         real mi, vi, u;
@@ -127,8 +129,10 @@ extern "C" __global__ void adam_check(const real* param, const real* grad, const
 extern "C" __global__ void adam_update(real* param, const real* grad, real* m, real* v, const long long* step,
                                        double lr, double beta1, double beta2, real eps, real wd, long long n,
                                        const real* guard, long long n_guard) {
-    if (!optimizer_guard_passes(guard, n_guard)) return;
-    const AdamScalars s = adam_scalars(step, lr, beta1, beta2);
+    if (!optimizer_guard_passes(guard, n_guard)) return;  // the same for every thread: no divergent barrier below
+    __shared__ AdamScalars s;  // the bias corrections (two double pows) once per block, not per thread
+    if (threadIdx.x == 0) s = adam_scalars(step, lr, beta1, beta2);
+    __syncthreads();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         real mi, vi, u;

@@ -62,3 +62,52 @@ def cpu():
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(12345)
+
+
+# ---------------------------------------------------------------------- one body, two devices
+class Device:
+    """A CupyBackend and the array module of its device: the CUDA emulator (tests/cuda_emulator) on
+    every machine with a C++ compiler, or a real CUDA device through CuPy."""
+
+    def __init__(self, kind, backend, xp):
+        self.kind, self.backend, self.xp = kind, backend, xp
+
+    def __repr__(self):
+        return f"Device({self.kind})"
+
+
+_emulated = []
+
+
+@pytest.fixture(scope="session", params=["emulated", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """Each device in turn: "emulated" always (skipped, with the reason, only where no C++ compiler
+    exists), "cuda" (marked gpu) where CuPy has a device."""
+    if request.param == "cuda":
+        import cupy
+
+        return Device("cuda", gb.get_backend("cupy"), cupy)
+    from cuda_emulator import device as emulated_device, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(f"CUDA emulator unavailable: {reason}")
+    if not _emulated:
+        _emulated.append(Device("emulated", emulated_device.emulated_backend(), emulated_device.make_cupy()))
+    return _emulated[0]
+
+
+@pytest.fixture
+def race_check(device):
+    """On the emulator, every launch runs in the index, reversed and shuffled order of threads and must
+    give the same bytes (a race between threads shows as a difference); a no-op on a real device."""
+    if device.kind != "emulated":
+        yield
+        return
+    from cuda_emulator import SETTINGS
+
+    SETTINGS.race_check = True
+    try:
+        yield
+    finally:
+        SETTINGS.race_check = False

@@ -1,5 +1,7 @@
 """The classification losses' and the optimizers' CUDA kernels against the NumPy backend, and Adam
-recorded in a CUDA graph. Marked ``gpu``: skipped with the reason where no CUDA device is usable.
+recorded in a CUDA graph. One body, two devices: each test runs on the
+CUDA emulator (tests/cuda_emulator, the real CupyBackend over kernels compiled for the CPU) everywhere,
+and on a real CUDA device (that parameter marked ``gpu``) where there is one.
 
 Tolerances as tests/test_gpu.py: float64 1e-12, float32 1e-5 relative (exp/log/tanh/pow differ in the
 last bit between libdevice and the C library; the per-row sums run in another order than NumPy's
@@ -10,7 +12,15 @@ import pytest
 
 import gpubackprop as gb
 
-pytestmark = pytest.mark.gpu
+@pytest.fixture
+def cp(device):
+    """The device's array module: CuPy, or the emulator's stand-in for it."""
+    return device.xp
+
+
+@pytest.fixture
+def gpu(device):
+    return device.backend
 
 DTYPES = ("float32", "float64")
 RTOL = {"float32": 1e-5, "float64": 1e-12}
@@ -30,7 +40,7 @@ def run(backend, name, z, y, to_device):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, classes", [(1, 2), (3000, 10), (70_001, 3), (5, 1000)])
-def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes):
+def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes, race_check):
     z = rng.normal(0, 5, (rows, classes)).astype(dtype)
     z[0, :2] = (1e4, -1e4) if dtype == "float32" else (1e300, -1e300)  # no overflow at extreme logits
     labels = rng.integers(0, classes, rows)
@@ -48,7 +58,7 @@ def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (4099, 3), (50_000, 1)])
-def test_sigmoid_binary_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, shape):
+def test_sigmoid_binary_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, shape, race_check):
     z, y = rng.normal(0, 5, shape).astype(dtype), rng.uniform(0, 1, shape).astype(dtype)
     loss, grad, correct = run(cpu, "sigmoid_binary_cross_entropy", z, y, lambda a: a)
     loss_gpu, grad_gpu, correct_gpu = run(gpu, "sigmoid_binary_cross_entropy", z, y, cp.asarray)
@@ -64,7 +74,7 @@ def flat_problem(rng, dtype, n=1_000_003):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nesterov, weight_decay", [(False, 0.0), (True, 0.01)])
-def test_momentum_kernel(cp, gpu, cpu, rng, dtype, nesterov, weight_decay):
+def test_momentum_kernel(cp, gpu, cpu, rng, dtype, nesterov, weight_decay, race_check):
     param, grad, velocity, _ = flat_problem(rng, dtype)
     p_cpu, b_cpu = param.copy(), velocity.copy()
     cpu.momentum_update(p_cpu, grad, b_cpu, 0.05, 0.9, nesterov, weight_decay, None, {})
@@ -76,7 +86,7 @@ def test_momentum_kernel(cp, gpu, cpu, rng, dtype, nesterov, weight_decay):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adam_kernel_and_its_device_step_count(cp, gpu, cpu, rng, dtype, weight_decay):
+def test_adam_kernel_and_its_device_step_count(cp, gpu, cpu, rng, dtype, weight_decay, race_check):
     param, grad, m, v = flat_problem(rng, dtype)
     host = [param.copy(), m.copy(), v.copy(), numpy.array([4], numpy.int64)]
     dev = [cp.asarray(param), cp.asarray(m), cp.asarray(v), cp.asarray(host[3])]
@@ -89,7 +99,7 @@ def test_adam_kernel_and_its_device_step_count(cp, gpu, cpu, rng, dtype, weight_
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
-def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name):
+def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name, race_check):
     param, grad, m, v = (cp.asarray(a) for a in flat_problem(rng, "float32", 10_000))
     step = cp.asarray(numpy.array([2], numpy.int64))
     before = [a.copy() for a in (param, m, v, step)]
@@ -103,9 +113,9 @@ def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_softmax_training_replayed_as_a_graph_matches_numpy(rng, dtype):
+def test_adam_softmax_training_replayed_as_a_graph_matches_numpy(gpu, rng, dtype):
     nets = [gb.MLP([20, 32, 5], loss="softmax_cross_entropy", optimizer="adam", weight_decay=0.01, dtype=dtype,
-                   backend=b, seed=1) for b in ("numpy", "cupy")]
+                   backend=b, seed=1) for b in ("numpy", gpu)]
     X, labels = rng.normal(size=(64, 20)), rng.integers(0, 5, 64)
     Y = gb.validation.one_hot(labels, 5)  # rows: the graph's inputs stay in the workspace buffers
     for step in range(12):
