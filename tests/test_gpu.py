@@ -113,6 +113,24 @@ def test_bias_activation_kernel(cp, gpu, cpu, rng, dtype, activation, race_check
         assert (result.flat[::997] == 1).all() and (result.flat[1::997] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_kernel_keeps_relative_precision(cp, gpu, cpu, dtype, race_check):
+    """σ to the dtype's relative precision for negative z (issue 15, part 5), as the NumPy backend:
+    the absolute-precision form (1 + tanh(z/2))/2 gives 0 at z = -20 in float32 and would fail here.
+    Down to z = -80 (float32) / -700 (float64) σ stays a normal number, so the device's flush to zero
+    of subnormals (CuPy's -ftz=true) does not enter. Bound: e^-|z| within ~2.5 ulp on either side
+    (libdevice or the C library against NumPy's SIMD exp), then one rounding each for 1 + t and the
+    division: 8 ulp relative between the two backends, with no absolute slack."""
+    lo = {"float32": -80.0, "float64": -700.0}[dtype]
+    z = numpy.linspace(lo, 0.0, 4099).astype(dtype).reshape(1, -1)
+    expected = cpu.bias_activation(z.copy(), numpy.zeros(z.shape[1], dtype), "sigmoid")
+    z_gpu = cp.asarray(z)
+    gpu.bias_activation(z_gpu, cp.asarray(numpy.zeros(z.shape[1], dtype)), "sigmoid")
+    result = cp.asnumpy(z_gpu)
+    assert (result > 0).all()
+    numpy.testing.assert_allclose(result, expected, rtol=8 * numpy.finfo(dtype).eps, atol=0)
+
+
 def _stored_activation(rng, activation, shape, dtype):
     """Values an activation can hold: (0, 1) for sigmoid, (-1, 1) for tanh, >= 0 with zeros for relu."""
     z = rng.normal(0.0, 2.0, shape)
