@@ -67,6 +67,21 @@ def test_sigmoid_binary_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, shape, ra
     assert correct_gpu == correct
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_binary_cross_entropy_gradient_keeps_relative_precision(cp, gpu, cpu, dtype, race_check):
+    """The gradient (σ(z) − y)/B at y = 0 is σ(z)/B: to relative precision for negative z (issue 15,
+    part 5), as NumPy gives it; (1 + tanh(z/2))/2 would give 0 below z ≈ -17 (float32). Normal range
+    only (the device flushes float32 subnormals; the 1/B scaling moves the edge up by ln B). Bound: e^-|z| within ~2.5 ulp on either side, one
+    rounding each for 1 + t, the division, the subtraction of 0 and the scaling: 8 ulp relative."""
+    lo = {"float32": -70.0, "float64": -690.0}[dtype]  # σ(lo)/B still a normal number
+    z = numpy.linspace(lo, 0.0, 2051).astype(dtype).reshape(-1, 1)
+    y = numpy.zeros_like(z)
+    _, grad, _ = run(cpu, "sigmoid_binary_cross_entropy", z, y, lambda a: a)
+    _, grad_gpu, _ = run(gpu, "sigmoid_binary_cross_entropy", z, y, cp.asarray)
+    assert (grad_gpu > 0).all()
+    numpy.testing.assert_allclose(grad_gpu, grad, rtol=8 * numpy.finfo(dtype).eps, atol=0)
+
+
 def flat_problem(rng, dtype, n=1_000_003):
     return (rng.normal(0, 1, n).astype(dtype), rng.normal(0, 1, n).astype(dtype),
             rng.normal(0, 0.1, n).astype(dtype), rng.uniform(0, 0.1, n).astype(dtype))
