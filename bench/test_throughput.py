@@ -15,7 +15,8 @@ SIZES = [benchmark.parse_size(s) for s in os.environ.get("GPUBACKPROP_BENCH_SIZE
 BACKENDS = gb.available_backends()
 # fit and torch_fit time one epoch per call (Case.steps_per_call steps; see extra_info).
 MAKERS = {"gpubackprop": benchmark.make_ours, "fit": benchmark.make_fit, "floor": benchmark.make_floor,
-          "torch": benchmark.make_torch, "torch_graphed": benchmark.make_torch_graphed,
+          "torch": benchmark.make_torch, "torch_manual": benchmark.make_torch_manual, "jax_jit": benchmark.make_jax_jit,
+          "torch_graphed": benchmark.make_torch_graphed,
           "torch_fit": benchmark.make_torch_fit}
 
 

@@ -15,7 +15,7 @@ is unchanged since); the IR version is the lowest that opset needs, so that olde
 file too. Built with the ``onnx`` package's helper API (``pip install 'onnx>=1.14'``; in a source checkout ``pip install '.[onnx]'``).
 
 Numbers: onnxruntime computes the same formulas in another order (its own GEMM kernels, and
-``Sigmoid`` as 1/(1 + e^−z) where the network uses (1 + tanh(z/2))/2), so outputs agree to
+``Sigmoid`` by its own formula where the network uses t/(1 + t) or 1/(1 + t), t = e^−|z|), so outputs agree to
 rounding, not bit for bit: within 1e-5 in float32 and 1e-12 in float64 on the tests' networks.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The benchmark module's bookkeeping (no timing is asserted)."""
 import json
 
+import numpy
 import pytest
 
 from gpubackprop import benchmark
@@ -43,7 +44,10 @@ def test_bench_reports_fit_and_says_why_the_graphed_torch_cases_are_absent_on_th
         assert column in out
     assert "precision fp32" in out
     rows = {r["case"]: r for r in json.loads(path.read_text())["rows"]}
-    assert set(rows) == set(benchmark.CASES)
+    jax, _ = benchmark.jax_status()
+    assert set(rows) == set(benchmark.CASES) - (set() if jax is not None else {"jax_jit"})  # no JAX: no column
+    header = next(line for line in out.splitlines() if line.startswith("size "))
+    assert ("×jax_jit" in header) == (jax is not None) and "×torch_manual" in header
     fit = rows["fit"]
     assert fit["us_per_step"] > 0 and fit["steps_per_call"] == benchmark.FIT_BATCHES["tiny"]
     assert fit["samples_per_s"] == pytest.approx(1 / (fit["us_per_step"] * 1e-6))  # per step, batch 1
@@ -108,3 +112,54 @@ def test_bench_kernels_times_the_adam_update_against_a_copy_of_7_numbers_per_par
     kernels = json.loads(path.read_text())["kernels"]
     assert [k["name"] for k in kernels][2:] == ["adam_update (fused)", "device copy, same bytes"]
     assert kernels[2]["bytes"] == kernels[3]["bytes"] == 7 * kernels[0]["bytes"] // 3 > 0  # n params: 7n vs 3n numbers
+
+
+PEERS = [("torch_manual", "torch", benchmark.make_torch_manual), ("jax_jit", "jax", benchmark.make_jax_jit)]
+
+
+@pytest.mark.parametrize("sizes, batch", [([6, 5, 4, 3], 8), ([2, 2, 1], 1)])
+@pytest.mark.parametrize("name, module, make", PEERS, ids=[p[0] for p in PEERS])
+def test_peer_step_is_ours_one_sgd_step(name, module, make, sizes, batch):
+    pytest.importorskip(module, reason=f"the {name} case needs {module}")
+    from gpubackprop.backends import get_backend
+
+    backend = get_backend("numpy")
+    ours = benchmark.make_ours(backend, sizes, batch, "float64")
+    peer = make(backend, sizes, batch, "float64")
+    assert peer.unavailable is None and peer.name == name
+    start = ours.net.get_params()
+    for _ in range(3):  # same data, same start, same update: the same losses and parameters step after step
+        # float64, but not computed the same way: GEMMs by other kernels (summation order), the sigmoid
+        # through tanh (ours) against 1/(1+e^-z) (theirs): a few ulps per operation on values of order 1.
+        assert peer.step() == pytest.approx(ours.step(), rel=1e-12)
+        for (W, b), (W_ours, b_ours) in zip(peer.params(), ours.net.get_params()):
+            numpy.testing.assert_allclose(W, W_ours, rtol=0, atol=1e-13)
+            numpy.testing.assert_allclose(b, b_ours, rtol=0, atol=1e-13)
+    moved = max(numpy.abs(W - W0).max() for (W, _), (W0, _) in zip(peer.params(), start))
+    assert moved > 1e-7  # the step did update (lr 1e-3 times gradients of order 0.01-1)
+
+
+@pytest.mark.parametrize("name, module, make", PEERS, ids=[p[0] for p in PEERS])
+def test_peers_say_why_they_skip_a_loss_or_optimizer_they_do_not_implement(name, module, make):
+    pytest.importorskip(module, reason=f"the {name} case needs {module}")
+    from gpubackprop.backends import get_backend
+
+    case = make(get_backend("numpy"), [6, 5, 3], 4, "float32", training=benchmark.Training("softmax_cross_entropy", "adam"))
+    assert case.step is None and "mse" in case.unavailable and "softmax_cross_entropy" in case.unavailable
+
+
+def test_bench_peers_run_in_the_same_rounds_and_no_jax_drops_the_column(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--backend", "numpy", "--sizes", "8,4,1@4", "--seconds", "0.02", "--no-jax",
+                 "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = {r["case"]: r for r in json.loads(path.read_text())["rows"]}
+    header = next(line for line in out.splitlines() if line.startswith("size "))
+    assert "jax_jit" not in rows and "×jax_jit" not in header and "×torch_manual" in header
+    torch, _ = benchmark.torch_status()
+    if torch is None:
+        assert "not installed" in rows["torch_manual"]["note"]
+    else:  # timed beside ours: the ratio is the peer's step time over ours
+        manual = rows["torch_manual"]
+        assert manual["rounds"] == rows["gpubackprop"]["rounds"] and manual["us_per_step"] > 0
+        assert rows["gpubackprop"]["x_torch_manual"] == pytest.approx(manual["us_per_step"] / rows["gpubackprop"]["us_per_step"])

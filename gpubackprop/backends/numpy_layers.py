@@ -7,8 +7,31 @@ import numpy
 from .. import activations
 from .base import scratch_buffer
 
-_add, _subtract, _multiply, _tanh, _maximum, _greater, _dot = (
-    numpy.add, numpy.subtract, numpy.multiply, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
+_add, _subtract, _multiply, _divide, _tanh, _maximum, _greater, _dot = (
+    numpy.add, numpy.subtract, numpy.multiply, numpy.divide, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
+_abs, _negative, _exp = numpy.abs, numpy.negative, numpy.exp
+
+
+def sigmoid_into(z, t, one):
+    """In place: z <- sigma(z) = 1 / (1 + e^-z), to the dtype's relative precision for every z; ``t``
+    (z's shape and dtype) is scratch; ``one``: 1 as a 0-d array (or scalar) of z's dtype.
+
+    Branch-free and overflow-free: with t = e^-|z| (in (0, 1]), sigma = 1 / (1 + t) for z >= 0 and
+    t / (1 + t) = e^z / (1 + e^z) for z < 0, i.e. num / (1 + t) with num = max(H(z), t) (H: the
+    Heaviside step, H(0) = 1), which is 1 or t exactly. Each step rounds once: a few ulp in all,
+    relative, also where sigma(z) is tiny (float32 sigma(-20) = 2.06e-9, not the 0 that the
+    absolute-precision form (1 + tanh(z/2))/2 gives); subnormal, then 0, beyond the dtype's range,
+    where e^-|z| underflows (silent under the library's errstate(under="ignore"): see
+    NumpyBackend.activate). NaN stays NaN. kernels/activations.cu (sigmoid_of) performs the same
+    operations in the same order."""
+    _abs(z, t)
+    _negative(t, t)
+    _exp(t, t)  # t = e^-|z|: underflows to 0 (subnormal first) for |z| beyond ~87 (float32) / ~708 (float64)
+    numpy.heaviside(z, one, out=z)  # z = [z >= 0]: 1 or 0 (NaN stays NaN), in z's dtype: no cast
+    _maximum(z, t, out=z)  # num = 1 (z >= 0) or t (z < 0): exact; NaN from t propagates
+    _add(t, one, t)
+    _divide(z, t, z)
+    return z
 
 
 class NumpyLayerOps:
@@ -50,13 +73,13 @@ class NumpyLayerOps:
         return run
 
     # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias_row, activation):
+    def bias_activation(self, z, bias_row, activation, scratch=None):
         try:
             forward = self._forward[activation]
         except KeyError:
             raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}") from None
         _add(z, bias_row, z)
-        forward(z)
+        forward(z, {} if scratch is None else scratch)
         return z
 
     def activation_backward(self, grad, a, activation, out, scratch):
@@ -74,32 +97,27 @@ class NumpyLayerOps:
 
     # Each activation: forward in place on z, and its derivative read off a into s; the kernels of
     # kernels/activations.cu do the same operations in the same order.
-    def _sigmoid_forward(self, z):
-        half = self._consts(z.dtype)[1]
-        # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates where exp(-z) would overflow
-        _multiply(z, half, z)
-        _tanh(z, z)
-        _multiply(z, half, z)
-        _add(z, half, z)
+    def _sigmoid_forward(self, z, scratch):
+        sigmoid_into(z, scratch_buffer(scratch, z.shape, z.dtype, self.empty), self._consts(z.dtype)[2])
 
     def _sigmoid_backward(self, a, s):  # sigma' = (1 - a) a
         _subtract(self._consts(a.dtype)[2], a, s)
         _multiply(s, a, s)
 
-    def _tanh_forward(self, z):
+    def _tanh_forward(self, z, scratch):
         _tanh(z, z)
 
     def _tanh_backward(self, a, s):  # tanh' = 1 - a^2
         _multiply(a, a, s)
         _subtract(self._consts(a.dtype)[2], s, s)
 
-    def _relu_forward(self, z):
+    def _relu_forward(self, z, scratch):
         _maximum(z, self._consts(z.dtype)[0], out=z)  # (a third positional argument is deprecated here)
 
     def _relu_backward(self, a, s):  # relu' = [a > 0]
         _greater(a, self._consts(a.dtype)[0], s)
 
-    def _identity_forward(self, z):
+    def _identity_forward(self, z, scratch):
         pass
 
     def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
@@ -159,7 +177,7 @@ class NumpyLayerOps:
         flat = grad.reshape(-1)
         loss[...] = _dot(flat, self._ones_vector(flat.shape[0], flat.dtype)) * inv_batch
         numpy.copyto(grad, z)
-        self._sigmoid_forward(grad)  # sigmoid(z) = (1 + tanh(z/2)) / 2
+        sigmoid_into(grad, softplus, self._consts(z.dtype)[2])  # sigmoid(z) as the activation computes it (softplus: free scratch now)
         _subtract(grad, y, grad)
         if z.shape[0] != 1:
             _multiply(grad, inv_batch, grad)

@@ -8,7 +8,7 @@ import platform
 import statistics
 import time
 
-from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, MSE_SGD, gemm_flops, make_cases, torch_status
+from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, MSE_SGD, gemm_flops, jax_status, make_cases, torch_status
 from .kernel_cases import adam_kernel_cases, kernel_cases
 from .timing import blas_info, run_interleaved
 
@@ -31,6 +31,8 @@ def environment(backend) -> dict:
     }
     if torch is not None:
         env["torch_threads"] = torch.get_num_threads()
+    jax, why = jax_status()
+    env["jax"] = jax.__version__ if jax else why
     return env
 
 
@@ -51,15 +53,18 @@ class Row:
     x_torch_graphed: float | None = None  # torch_graphed's step time / this case's
     x_torch_fit: float | None = None  # torch_fit's step time / this case's (its best epoch loop)
     steps_per_call: int = 1  # steps one timed call ran (an epoch for fit, torch_fit)
+    x_torch_manual: float | None = None  # the hand-written torch step's time / this case's
+    x_jax_jit: float | None = None  # the jitted JAX step's time / this case's (None: no JAX row)
 
 
 def bench_size(backend, name, sizes, batch, dtype="float32", seconds=1.0, with_torch=True, threads=None, cases_out=None,
-               precision="fp32", training=MSE_SGD):
-    """Rows (ours per step and per epoch of fit, floor, torch eager, graphed, and its epoch loop)
-    for one size, measured side by side. ``cases_out``: a list that receives the timed cases (for
-    reports that need more than the rows)."""
+               precision="fp32", training=MSE_SGD, with_jax=True):
+    """Rows (ours per step and per epoch of fit, floor, torch eager, the hand-written torch and
+    jitted JAX steps, torch graphed, and its epoch loop) for one size, measured side by side, all in
+    the same interleaved rounds. ``cases_out``: a list that receives the timed cases (for reports
+    that need more than the rows)."""
     cases = make_cases(backend, sizes, batch, dtype, with_torch, threads, precision,
-                       FIT_BATCHES.get(name, FIT_BATCHES_DEFAULT), training)
+                       FIT_BATCHES.get(name, FIT_BATCHES_DEFAULT), training, with_jax)
     if cases_out is not None:
         cases_out.extend(cases)
     rounds, _ = run_interleaved(cases, seconds=seconds, min_rounds=3 if seconds < 0.5 else 5)
@@ -84,13 +89,18 @@ def bench_size(backend, name, sizes, batch, dtype="float32", seconds=1.0, with_t
             x_torch_graphed=ratio("torch_graphed", s),
             x_torch_fit=ratio("torch_fit", s),
             steps_per_call=c.steps_per_call,
+            x_torch_manual=ratio("torch_manual", s),
+            x_jax_jit=ratio("jax_jit", s),
         ))
     return rows
 
 
 def format_rows(rows) -> str:
+    """The rows as a text table; the ×jax_jit column only where a jax_jit row exists (JAX installed)."""
+    with_jax = any(r.case == "jax_jit" for r in rows)
     head = (f"{'size':<8} {'case':<14} {'µs/step':>11} {'samples/s':>12} {'GEMM GFLOP/s':>13} {'×floor':>7} "
-            f"{'×torch':>7} {'×torch_graphed':>14} {'×torch_fit':>10} {'spread':>7}")
+            f"{'×torch':>7} {'×torch_manual':>13} " + (f"{'×jax_jit':>8} " if with_jax else "")
+            + f"{'×torch_graphed':>14} {'×torch_fit':>10} {'spread':>7}")
     lines = [head, "-" * len(head)]
     fmt = lambda v, width, digits=2: f"{v:>{width}.{digits}f}" if v is not None else f"{'—':>{width}}"  # noqa: E731
     for r in rows:
@@ -98,8 +108,9 @@ def format_rows(rows) -> str:
             lines.append(f"{r.size:<8} {r.case:<14} {r.note}")
             continue
         lines.append(f"{r.size:<8} {r.case:<14} {r.us_per_step:>11.1f} {r.samples_per_s:>12.4g} "
-                     f"{r.gemm_gflops:>13.3g} {fmt(r.x_floor, 7)} {fmt(r.x_torch, 7)} "
-                     f"{fmt(r.x_torch_graphed, 14)} {fmt(r.x_torch_fit, 10)} {fmt(r.spread * 100, 6, 0)}%")
+                     f"{r.gemm_gflops:>13.3g} {fmt(r.x_floor, 7)} {fmt(r.x_torch, 7)} {fmt(r.x_torch_manual, 13)} "
+                     + (f"{fmt(r.x_jax_jit, 8)} " if with_jax else "")
+                     + f"{fmt(r.x_torch_graphed, 14)} {fmt(r.x_torch_fit, 10)} {fmt(r.spread * 100, 6, 0)}%")
     return "\n".join(lines)
 
 

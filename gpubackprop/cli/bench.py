@@ -1,5 +1,5 @@
-"""``gpubackprop bench``: train_step and fit beside the GEMM floor and PyTorch (eager, graphed, and
-its graphed epoch loop), per network size.
+"""``gpubackprop bench``: train_step and fit beside the GEMM floor, PyTorch (eager, a hand-written
+in-place step, graphed, and its graphed epoch loop) and a jitted JAX step, per network size.
 
 All timing lives in ``gpubackprop.benchmark``; this module only parses options and prints.
 """
@@ -28,6 +28,8 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case per size (default 1.0)")
     parser.add_argument("--quick", action="store_true", help="0.2 s per case: a smoke run, noisier figures")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--no-jax", action="store_true",
+                        help="skip the jitted JAX step (jax_jit; its column shows only when JAX is installed)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the environment as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also draw a chart, in the format of its suffix (.png, .svg, "
                                                        "...; needs matplotlib: "
@@ -53,7 +55,7 @@ def _header(backend, env):
     for blas in env["blas"]:
         print(f"BLAS: {blas['library']} {blas['version'] or ''} threads={blas['threads']} "
               f"kernel={blas['architecture']}")
-    print(f"numpy {env['numpy']}; torch: {env['torch']}"
+    print(f"numpy {env['numpy']}; torch: {env['torch']}; jax: {env['jax']}"
           + (f" (threads={env['torch_threads']})" if "torch_threads" in env else "")
           + (f"; cupy {env['cupy']}" if "cupy" in env else ""))
     if env["env"]:
@@ -102,8 +104,9 @@ def main(args) -> int:
     print(f"dtype {args.dtype}; precision {precision}; {training.describe()}; lr {benchmark.LEARNING_RATE}; "
           f"~{seconds:g} s per case, interleaved rounds, medians")
     print("µs/step per training step (fit, torch_fit: an epoch of fit's batches, divided by its steps); "
-          "×floor = step time / GEMM-floor time (lower is better); ×torch, ×torch_graphed, ×torch_fit = that "
-          "torch case's step time / this one (throughput relative to it, higher is better); "
+          "×floor = step time / GEMM-floor time (lower is better); ×torch, ×torch_manual, ×jax_jit, "
+          "×torch_graphed, ×torch_fit = that peer's step time / this one (throughput relative to it, "
+          "higher is better); "
           "spread = (max−min)/median over rounds")
     rows, cases, start = [], [], time.perf_counter()
     for name, layer_sizes, batch in sizes:
@@ -111,7 +114,7 @@ def main(args) -> int:
               f"{benchmark.gemm_flops(layer_sizes, batch) / 1e9:.4g} GFLOP/step", flush=True)
         size_rows = benchmark.bench_size(backend, name, layer_sizes, batch, args.dtype, seconds,
                                          with_torch=not args.no_torch, threads=threads, cases_out=cases,
-                                         precision=args.precision, training=training)
+                                         precision=args.precision, training=training, with_jax=not args.no_jax)
         print(benchmark.format_rows(size_rows), flush=True)
         rows.extend(size_rows)
     print(f"\n({time.perf_counter() - start:.0f} s)")

@@ -1,0 +1,62 @@
+"""GPU launches per step, counted through the CuPy backend's own code on a counting shim (no GPU:
+gpubackprop.benchmark.launches). The expected figures follow from the step's structure
+(mlp._step): for L layers, L forward GEMMs, L ∂W GEMMs, L bias-gradient GEMMs (1ᵀ δ), L − 1 ∂X
+GEMMs; a bias+activation kernel per layer, the loss kernel, a backward activation kernel per hidden
+layer (the identity output needs none), the gradient check, the update's check and the update.
+The shim needs no CuPy: these run in CI."""
+import pytest
+
+from gpubackprop.backends.cupy_backend import CupyBackend
+from gpubackprop.benchmark import launches
+from gpubackprop.training import STEPS_PER_LAUNCH
+
+SIZES = [([3, 4, 2], 2), ([3, 5, 4, 6, 2], 3)]
+
+
+@pytest.mark.parametrize("sizes, batch", SIZES)
+def test_train_step_launches_follow_the_step_structure(sizes, batch):
+    layers = len(sizes) - 1
+    r = launches.count_train_step(sizes, batch)
+    assert r.nodes == {"cublas": 4 * layers - 1, "kernel": 2 * layers + 3, "memset": 2}
+    assert r.names["kernel sigmoid_backward"] == layers - 1 and r.names["kernel mse_loss_grad"] == 1
+    assert r.host == {"download": 1}  # the one read of [loss, checks] per step, outside the graph
+    assert r.graphs_per_step == 1
+
+
+@pytest.mark.parametrize("sizes, batch", SIZES)
+def test_fit_step_is_a_train_step_plus_the_gathers_the_cursor_and_the_totals(sizes, batch):
+    step, fit = launches.count_train_step(sizes, batch), launches.count_fit_step(sizes, batch)
+    extra = {name: fit.names[name] - step.names.get(name, 0) for name in fit.names if fit.names[name] != step.names.get(name)}
+    assert extra == {"kernel gather_rows_at": 2, "kernel accumulate_step": 1, "elementwise add": 1}
+    assert fit.graphs_per_step == 1 / STEPS_PER_LAUNCH
+    # per epoch, outside the graphs: the cursor, totals and permutation uploads, one read
+    assert fit.host["download"] * STEPS_PER_LAUNCH == 1
+
+
+def test_optimizers_and_the_guard_change_the_counts_by_their_own_kernels():
+    sgd = launches.count_train_step([3, 4, 2], 2)
+    momentum = launches.count_train_step([3, 4, 2], 2, optimizer="momentum")
+    adam = launches.count_train_step([3, 4, 2], 2, optimizer="adam")
+    assert momentum.total == sgd.total and momentum.names["kernel momentum_check"] == 1
+    assert adam.total == sgd.total + 1 and adam.names["kernel adam_advance_step"] == 1
+    unguarded = launches.count_train_step([3, 4, 2], 2, check_finite=False)
+    assert sgd.total - unguarded.total == 4  # two memsets, flag_nonfinite, sgd_check
+    assert "kernel sgd_check" not in unguarded.names
+
+
+def test_the_shim_replaces_only_the_launch_points():
+    overridden = {name for name, value in vars(launches.CountingCupyBackend).items()
+                  if callable(value) or isinstance(value, classmethod)} & set(dir(CupyBackend))
+    # everything else (the layer math, the losses, the optimizers, fit's helpers) is CupyBackend's own code
+    assert overridden <= {"__init__", "probe", "device_count", "device_name", "versions", "timer", "kernel", "matmul",
+                          "recorder"}
+    backend = launches.CountingCupyBackend()
+    with pytest.raises(ValueError, match="'sigmoid_forward' is in none of kernels"):
+        backend.kernel("sigmoid_forward", "float32")
+
+
+def test_markdown_lists_every_size_and_optimizer():
+    results = [launches.count_train_step([3, 4, 2], 2, optimizer=o, size="s") for o in ("sgd", "adam")]
+    results += [launches.count_fit_step([3, 4, 2], 2, optimizer=o, size="s", steps=2) for o in ("sgd", "adam")]
+    text = launches.markdown(results)
+    assert "| s [3, 4, 2] @2 | 2 | **16** (7 + 7 + 2 + 0) | **17** (8 + 7 + 2 + 0) |" in text
