@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # extra -> its requirements, as in pyproject.toml's [project.optional-dependencies]
 REQUIREMENTS = {
-    "cuda12": ("cupy-cuda12x>=13",),
+    "cuda12": ("cupy-cuda12x>=14",),  # >= 14: cuda.pathfinder, which recording (CUDA graphs) needs
     "cuda13": ("cupy-cuda13x>=14",),
     "plot": ("matplotlib>=3.5",),
     "distributed": ("mpi4py>=4", "mpich>=4"),

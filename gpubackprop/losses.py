@@ -29,6 +29,8 @@ import dataclasses
 
 import numpy
 
+from .backends.numpy_layers import sigmoid_into
+
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
@@ -60,7 +62,11 @@ def probabilities(name: str, z):
             e = numpy.exp(shifted)
         return e / e.sum(axis=1, keepdims=True)
     if name == "sigmoid_binary_cross_entropy":
-        return 0.5 + 0.5 * numpy.tanh(0.5 * z)  # the sigmoid as the network computes it: no overflow
+        # The sigmoid as the network computes it (numpy_layers.sigmoid_into): relative precision for
+        # every z, so rare events keep distinct scores (float32 σ(-20) = 2.06e-9, not 0); no overflow.
+        p = numpy.array(z, dtype=numpy.result_type(z, numpy.float32), copy=True)
+        with numpy.errstate(under="ignore"):  # e^-|z| is subnormal, then 0, for large |z|: as it should be
+            return sigmoid_into(p, numpy.empty_like(p), p.dtype.type(1))
     raise ValueError(f"{name!r} is not a classification loss; probabilities apply to {', '.join(CLASSIFICATION)}")
 
 

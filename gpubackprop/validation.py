@@ -116,6 +116,19 @@ def check_loss_fits(spec, output_activation: str, layer_sizes) -> object:
     return spec
 
 
+def check_scheduled_lr(lr, dtype=None) -> float:
+    """A learning-rate schedule's value as a Python float: a real number, finite and >= 0 (0, or a
+    value that rounds to 0 in ``dtype``, is a step that changes nothing: a cosine's end), and with
+    ``dtype`` not beyond what it holds."""
+    if isinstance(lr, (bool, numpy.bool_)) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"a scheduled lr must be a finite number >= 0, got {lr!r} ({type(lr).__name__})")
+    lr = float(lr)
+    if not (0.0 <= lr <= _DTYPE_MAX.get(dtype, math.inf)):  # False for NaN too
+        limit = "" if dtype is None else f" (and at most {_DTYPE_MAX[dtype]:.4g} for {dtype})"
+        raise ValueError(f"a scheduled lr must be a finite number >= 0{limit}, got {lr!r}")
+    return lr
+
+
 def check_clip_norm(clip_norm) -> float | None:
     """``clip_norm`` (gradient clipping by global norm) as a float > 0, or None (no clipping)."""
     if clip_norm is None:

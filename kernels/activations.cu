@@ -9,13 +9,18 @@
 #endif
 typedef GB_REAL real;
 
-// sigma(z) = (1 + tanh(z / 2)) / 2: equal to 1 / (1 + exp(-z)), but tanh saturates instead of
-// overflowing, so |z| up to the dtype's limit gives 0 or 1 with no inf on the way.
+// sigma(z) = 1 / (1 + exp(-z)) to the dtype's relative precision for every z, with nothing that
+// overflows: with t = exp(-|z|) in (0, 1], sigma = 1 / (1 + t) for z >= 0 and t / (1 + t) for z < 0
+// (= e^z / (1 + e^z)). num is 1 or t exactly; NaN gives NaN (z >= 0 is false, t is NaN). Beyond the
+// dtype's range t is subnormal, then 0, and so is sigma for z < 0. The same operations in the same
+// order as gpubackprop.backends.numpy_backend.sigmoid_into (exp's last bit aside).
 __device__ __forceinline__ real sigmoid_of(real z) {
-    real t = z * (real)0.5;
-    t = tanh(t);
-    t = t * (real)0.5;
-    return t + (real)0.5;
+    real t = fabs(z);
+    t = -t;
+    t = exp(t);
+    real num = z >= (real)0 ? (real)1 : t;
+    t = t + (real)1;
+    return num / t;
 }
 // NaN propagates as in numpy.maximum(z, 0).
 __device__ __forceinline__ real relu_of(real z) { return z < (real)0 ? (real)0 : z; }

@@ -10,12 +10,20 @@ typedef GB_REAL real;
 
 #define LOSS_THREADS 256
 
+// A count of right predictions: 0/1 values added as integers, so the count is exact at any size (a
+// float32 running sum is exact only to 2^24); stored into the real status slot once, rounded to
+// nearest as NumPy's count_nonzero stored into the same slot is.
+struct hit_count {
+    unsigned long long n;
+    __device__ __forceinline__ hit_count operator+(real hit) const { return {n + (unsigned long long)hit}; }
+};
+
 // The block's LOSS_THREADS (sum, count) pairs added up in a fixed tree order (the same totals on
 // every run, no atomics); every thread of the block calls it, and the totals land in partial[0]
 // and hits[0] (shared arrays of LOSS_THREADS).
-__device__ __forceinline__ void block_sum_pair(real* partial, real* hits, real sum, real count) {
+__device__ __forceinline__ void block_sum_pair(real* partial, unsigned long long* hits, real sum, hit_count count) {
     partial[threadIdx.x] = sum;
-    hits[threadIdx.x] = count;
+    hits[threadIdx.x] = count.n;
     __syncthreads();
     for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) {
@@ -89,8 +97,9 @@ extern "C" __global__ void softmax_cross_entropy_rows(const real* z, const real*
 extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_hit, long long rows, real inv_batch,
                                           real* loss, real* correct) {
     __shared__ real partial[LOSS_THREADS];
-    __shared__ real hits[LOSS_THREADS];
-    real sum = (real)0, count = (real)0;
+    __shared__ unsigned long long hits[LOSS_THREADS];
+    real sum = (real)0;
+    hit_count count = {0};
     for (long long i = threadIdx.x; i < rows; i += LOSS_THREADS) {
         sum = sum + row_loss[i];
         count = count + row_hit[i];
@@ -104,26 +113,27 @@ extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_
 
 // Sigmoid binary cross-entropy on logits, elementwise over n = rows x outputs:
 // l = (max(z, 0) + log(1 + e^-|z|)) - z y (no overflow at any finite z), grad = (sigmoid(z) - y) / B
-// with sigmoid(z) = (1 + tanh(z / 2)) / 2 as the activations compute it; a hit when [z > 0] == [y >= 1/2].
+// with sigmoid(z) = num / (1 + e^-|z|) as the activations compute it (kernels/activations.cu: sigmoid_of,
+// relative precision for every z); a hit when [z > 0] == [y >= 1/2].
 // One block, like mse_loss_grad: a deterministic loss. NumpyBackend.sigmoid_binary_cross_entropy_loss_grad
 // mirrors it.
 extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z, const real* y, real* grad,
                                                                   real* loss, real* correct, long long n,
                                                                   real inv_batch) {
     __shared__ real partial[LOSS_THREADS];
-    __shared__ real hits[LOSS_THREADS];
-    real sum = (real)0, count = (real)0;
+    __shared__ unsigned long long hits[LOSS_THREADS];
+    real sum = (real)0;
+    hit_count count = {0};
     for (long long i = threadIdx.x; i < n; i += LOSS_THREADS) {
         real zi = z[i], yi = y[i];
-        real softplus = log1p(exp(-fabs(zi)));
+        real e = exp(-fabs(zi));  // e^-|z| in (0, 1]: subnormal, then 0, for large |z|
+        real softplus = log1p(e);
         real l = (zi > (real)0 ? zi : (real)0) + softplus;
         real zy = zi * yi;
         sum = sum + (l - zy);
-        real t = zi * (real)0.5;
-        t = tanh(t);
-        t = t * (real)0.5;
-        t = t + (real)0.5;
-        grad[i] = (t - yi) * inv_batch;
+        real num = zi >= (real)0 ? (real)1 : e;  // sigmoid(z) = num / (1 + e), as sigmoid_of
+        real sigma = num / (e + (real)1);
+        grad[i] = (sigma - yi) * inv_batch;
         count = count + (((zi > (real)0) == (yi >= (real)0.5)) ? (real)1 : (real)0);
     }
     block_sum_pair(partial, hits, sum, count);

@@ -6,8 +6,10 @@ struct AdamW {
     static const int STATE = 2;
     AdamScalars a;
     real decay;
-    __device__ AdamW(long long t, double lr, double h0, double h1, double h2, double h3)
-        : a(t, lr, h0, h1, h2), decay((real)(1.0 - lr * h3)) {}
+    __device__ void init(long long t, double lr, double h0, double h1, double h2, double h3) {
+        a.init(t, lr, h0, h1, h2);
+        decay = (real)(1.0 - lr * h3);
+    }
     __device__ __forceinline__ real candidate(real p, real g, real* s) const {
         real u = a.step(g, s);
         p = p * decay;

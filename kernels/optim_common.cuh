@@ -9,8 +9,9 @@
 // t = step[0] + 1 (the accepted steps so far, plus this one); optimizer_advance_step advances it
 // after the update. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
 // does: g * min(1, clip / (norm + 1e-6)), norm = sqrt(status[GB_STATUS_GRAD_CHECK]) (the check pass
-// stored sum g^2 there). A rule is a struct: STATE (state rows), a constructor from (t, lr, h0..h3)
-// and candidate(p, g, s) returning the new p, s[] updated in place. The layouts' GB_STATUS_* come
+// stored sum g^2 there). A rule is a struct with no constructor: STATE (state rows), init(t, lr,
+// h0..h3) and candidate(p, g, s) returning the new p, s[] updated in place. Its init runs once per
+// block (thread 0, into shared memory: Adam's two double pows are not repeated by every thread). The layouts' GB_STATUS_* come
 // from gpubackprop/layouts.py, prepended to the source.
 #ifndef GB_OPTIM_COMMON_CUH
 #define GB_OPTIM_COMMON_CUH
@@ -39,9 +40,15 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
                                                const long long* step, const double* lr, double h0, double h1,
                                                double h2, double h3, double clip, real* status, long long n_guard,
                                                int check) {
+    // The guard reads the same values in every thread: all return, or none (no divergent barrier below).
     if (!check && !optimizer_guard_passes(status, n_guard)) return;
-    const Rule rule(step[0] + 1, lr[0], h0, h1, h2, h3);
-    const real coef = (real)clip_coefficient(status, clip);
+    __shared__ Rule rule;
+    __shared__ real coef;
+    if (threadIdx.x == 0) {
+        rule.init(step[0] + 1, lr[0], h0, h1, h2, h3);
+        coef = (real)clip_coefficient(status, clip);
+    }
+    __syncthreads();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         real g = grad[i];
@@ -63,7 +70,7 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
 // Adam's scalars for step t, in double as torch computes them in Python floats.
 struct AdamScalars {
     real step_size, sqrt_bc2, b1, b2, one_minus_b1, one_minus_b2, eps;
-    __device__ AdamScalars(long long t_, double lr, double beta1, double beta2, double eps_) {
+    __device__ void init(long long t_, double lr, double beta1, double beta2, double eps_) {
         const double t = (double)t_;
         step_size = (real)(lr / (1.0 - pow(beta1, t)));
         sqrt_bc2 = (real)sqrt(1.0 - pow(beta2, t));

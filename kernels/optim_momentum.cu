@@ -6,8 +6,12 @@ struct Momentum {
     static const int STATE = 1;
     real lr, mu, wd;
     bool nesterov;
-    __device__ Momentum(long long, double lr_, double h0, double h1, double h2, double)
-        : lr((real)lr_), mu((real)h0), wd((real)h2), nesterov(h1 != 0.0) {}
+    __device__ void init(long long, double lr_, double h0, double h1, double h2, double) {
+        lr = (real)lr_;
+        mu = (real)h0;
+        wd = (real)h2;
+        nesterov = h1 != 0.0;
+    }
     __device__ __forceinline__ real candidate(real p, real g, real* s) const {
         real d = g;
         if (wd != (real)0) {

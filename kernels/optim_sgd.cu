@@ -4,7 +4,10 @@
 struct Sgd {
     static const int STATE = 0;
     real lr, wd;
-    __device__ Sgd(long long, double lr_, double h0, double, double, double) : lr((real)lr_), wd((real)h0) {}
+    __device__ void init(long long, double lr_, double h0, double, double, double) {
+        lr = (real)lr_;
+        wd = (real)h0;
+    }
     __device__ __forceinline__ real candidate(real p, real g, real*) const {
         real d = g;
         if (wd != (real)0) {

@@ -110,7 +110,7 @@ def test_cupy_installed_but_no_device_real(no_env):
     problem = probe_cupy()
     assert problem is not None
     assert f"CuPy {cupy.__version__} is installed" in problem  # why: CuPy is there ...
-    assert "to fix" in problem and "pip install 'cupy-cuda12x>=13'" in problem and "'cupy-cuda13x>=14'" in problem
+    assert "to fix" in problem and "pip install 'cupy-cuda12x>=14'" in problem and "'cupy-cuda13x>=14'" in problem
     assert "gpubackprop[" not in problem  # not on PyPI: a hint naming it would fail
     assert gb.available_backends() == ["numpy"]
     assert gb.get_backend("auto").name == "numpy"
@@ -151,7 +151,7 @@ def test_cupy_not_installed_simulated(fresh_detection, monkeypatch):
         gb.get_backend("cupy")
     message = str(info.value)
     assert "CuPy not installed" in message and "ModuleNotFoundError" in message  # why, with the cause
-    assert "pip install 'cupy-cuda12x>=13'" in message  # how to fix (gpubackprop itself is not on PyPI)
+    assert "pip install 'cupy-cuda12x>=14'" in message  # how to fix (gpubackprop itself is not on PyPI)
     assert "pip install '.[cuda12]'" in message and "gpubackprop[" not in message
     assert describe(gb.get_backend("numpy")) == "numpy (CPU; CuPy not installed)"
 

@@ -94,3 +94,25 @@ def test_tf32_goes_through_gemm_ex_with_the_tf32_compute_type(trans_a, trans_b):
     numpy.testing.assert_allclose(out.array, (a.T if trans_a else a) @ (b.T if trans_b else b), rtol=1e-5)
     assert seen == [(0, 0, 0, 77, -1)]
     assert capturable_gemm.CUBLAS_COMPUTE_32F_FAST_TF32 == 77 and capturable_gemm.CUDA_R_32F == 0
+
+
+def test_close_destroys_the_handle_once():
+    """The recorder calls close() when it is collected (one handle per recording network, none leaked)."""
+    gemm = object.__new__(CapturableGemm)
+    destroyed = []
+    gemm._handle, gemm._destroy = ctypes.c_void_p(1234), lambda handle: destroyed.append(handle.value)
+    gemm.close()
+    gemm.close()
+    assert destroyed == [1234]
+
+
+def test_without_cuda_pathfinder_the_message_says_which_cupy_recording_needs(monkeypatch):
+    import sys
+
+    package = types.ModuleType("cuda")
+    package.__path__ = []  # a cuda package without pathfinder, as under CuPy 13
+    monkeypatch.setitem(sys.modules, "cuda", package)
+    monkeypatch.delitem(sys.modules, "cuda.pathfinder", raising=False)
+    cupy = types.SimpleNamespace(__version__="13.6.0")
+    with pytest.raises(ImportError, match=r"needs cuda.pathfinder, which CuPy >= 14 brings \(this is CuPy 13.6.0\)"):
+        CapturableGemm(cupy, stream=None)

@@ -1,5 +1,7 @@
 """The classification losses' and the optimizers' CUDA kernels against the NumPy backend, and Adam
-recorded in a CUDA graph. Marked ``gpu``: skipped with the reason where no CUDA device is usable.
+recorded in a CUDA graph. One body, two devices: each test runs on the
+CUDA emulator (tests/cuda_emulator, the real CupyBackend over kernels compiled for the CPU) everywhere,
+and on a real CUDA device (that parameter marked ``gpu``) where there is one.
 
 Tolerances as tests/test_gpu.py: float64 1e-12, float32 1e-5 relative (exp/log/tanh/pow differ in the
 last bit between libdevice and the C library; the per-row sums run in another order than NumPy's
@@ -10,7 +12,15 @@ import pytest
 
 import gpubackprop as gb
 
-pytestmark = pytest.mark.gpu
+@pytest.fixture
+def cp(device):
+    """The device's array module: CuPy, or the emulator's stand-in for it."""
+    return device.xp
+
+
+@pytest.fixture
+def gpu(device):
+    return device.backend
 
 DTYPES = ("float32", "float64")
 RTOL = {"float32": 1e-5, "float64": 1e-12}
@@ -30,7 +40,7 @@ def run(backend, name, z, y, to_device):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, classes", [(1, 2), (3000, 10), (70_001, 3), (5, 1000)])
-def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes):
+def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes, race_check):
     z = rng.normal(0, 5, (rows, classes)).astype(dtype)
     z[0, :2] = (1e4, -1e4) if dtype == "float32" else (1e300, -1e300)  # no overflow at extreme logits
     labels = rng.integers(0, classes, rows)
@@ -48,13 +58,28 @@ def test_softmax_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, rows, classes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (4099, 3), (50_000, 1)])
-def test_sigmoid_binary_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, shape):
+def test_sigmoid_binary_cross_entropy_kernel(cp, gpu, cpu, rng, dtype, shape, race_check):
     z, y = rng.normal(0, 5, shape).astype(dtype), rng.uniform(0, 1, shape).astype(dtype)
     loss, grad, correct = run(cpu, "sigmoid_binary_cross_entropy", z, y, lambda a: a)
     loss_gpu, grad_gpu, correct_gpu = run(gpu, "sigmoid_binary_cross_entropy", z, y, cp.asarray)
     assert loss_gpu == pytest.approx(loss, rel=1e-4 if dtype == "float32" else RTOL[dtype])
     numpy.testing.assert_allclose(grad_gpu, grad, rtol=RTOL[dtype], atol=RTOL[dtype] / shape[0])
     assert correct_gpu == correct
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_binary_cross_entropy_gradient_keeps_relative_precision(cp, gpu, cpu, dtype, race_check):
+    """The gradient (σ(z) − y)/B at y = 0 is σ(z)/B: to relative precision for negative z (issue 15,
+    part 5), as NumPy gives it; (1 + tanh(z/2))/2 would give 0 below z ≈ -17 (float32). Normal range
+    only (the device flushes float32 subnormals; the 1/B scaling moves the edge up by ln B). Bound: e^-|z| within ~2.5 ulp on either side, one
+    rounding each for 1 + t, the division, the subtraction of 0 and the scaling: 8 ulp relative."""
+    lo = {"float32": -70.0, "float64": -690.0}[dtype]  # σ(lo)/B still a normal number
+    z = numpy.linspace(lo, 0.0, 2051).astype(dtype).reshape(-1, 1)
+    y = numpy.zeros_like(z)
+    _, grad, _ = run(cpu, "sigmoid_binary_cross_entropy", z, y, lambda a: a)
+    _, grad_gpu, _ = run(gpu, "sigmoid_binary_cross_entropy", z, y, cp.asarray)
+    assert (grad_gpu > 0).all()
+    numpy.testing.assert_allclose(grad_gpu, grad, rtol=8 * numpy.finfo(dtype).eps, atol=0)
 
 
 def flat_problem(rng, dtype, n=1_000_003):
@@ -77,7 +102,8 @@ RULE_CASES = [("sgd", {"weight_decay": 0.01}), ("momentum", {"nesterov": False})
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name, options", RULE_CASES)
 @pytest.mark.parametrize("clip", [None, 1.0])
-def test_every_rule_kernel_and_its_device_step_count_match_numpy(cp, gpu, cpu, rng, dtype, name, options, clip):
+def test_every_rule_kernel_and_its_device_step_count_match_numpy(cp, gpu, cpu, rng, dtype, name, options, clip,
+                                                               race_check):
     param, grad, m, v = flat_problem(rng, dtype)
     k = gb.Optimizer(name, **options).state_buffers
     state = numpy.stack([m, v][:k]) if k else numpy.zeros((0, param.size), dtype)
@@ -98,7 +124,7 @@ def test_every_rule_kernel_and_its_device_step_count_match_numpy(cp, gpu, cpu, r
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
-def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name):
+def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name, race_check):
     param, grad, m, v = (cp.asarray(a) for a in flat_problem(rng, "float32", 10_000))
     k = gb.Optimizer(name).state_buffers
     state = cp.stack([m, v][:k]) if k else cp.zeros((0, param.size), cp.float32)
@@ -111,9 +137,9 @@ def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_softmax_training_replayed_as_a_graph_matches_numpy(rng, dtype):
+def test_adam_softmax_training_replayed_as_a_graph_matches_numpy(gpu, rng, dtype):
     nets = [gb.MLP([20, 32, 5], loss="softmax_cross_entropy", optimizer="adam", weight_decay=0.01, dtype=dtype,
-                   backend=b, seed=1) for b in ("numpy", "cupy")]
+                   backend=b, seed=1) for b in ("numpy", gpu)]
     X, labels = rng.normal(size=(64, 20)), rng.integers(0, 5, 64)
     Y = gb.validation.one_hot(labels, 5)  # rows: the graph's inputs stay in the workspace buffers
     for step in range(12):

@@ -96,7 +96,12 @@ def test_networks_do_not_share_scratch_buffers():
 def test_four_threads_predicting_on_one_network_all_get_the_right_answer():
     net = gb.MLP([6, 40, 40, 3], hidden_activation="sigmoid", backend="numpy", dtype="float64", seed=0)
     inputs = [numpy.random.default_rng(s).normal(size=(64 + 7 * s, 6)) for s in range(4)]
-    expected = [net.predict(X) for X in inputs]
+    # Like with like: each thread's result is compared bit for bit with the same computation (same
+    # chunks, so the same GEMM shapes) done alone first. Chunked and whole differ in their last bits
+    # where the BLAS's kernel depends on the number of rows (OpenBLAS SkylakeX: 3.3e-16 apart); that
+    # is test_predict_in_chunks_agrees_with_one_chunk_to_rounding's business, not this test's.
+    expected_chunked = [net.predict(X, batch_size=16) for X in inputs]
+    expected_whole = [net.backend.to_numpy(net.forward(X)) for X in inputs]
     results = [[] for _ in inputs]
 
     def worker(i):
@@ -107,8 +112,30 @@ def test_four_threads_predicting_on_one_network_all_get_the_right_answer():
     run_in_threads(*(lambda i=i: worker(i) for i in range(4)))
     for i, got in enumerate(results):
         assert len(got) == 60
-        for array in got:
-            numpy.testing.assert_array_equal(array, expected[i])
+        for k, array in enumerate(got):
+            numpy.testing.assert_array_equal(array, (expected_chunked if k % 2 == 0 else expected_whole)[i])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 5, 16, 333])
+def test_predict_in_chunks_agrees_with_one_chunk_to_rounding(dtype, batch_size):
+    # One layer, identity output: ŷ = X Wᵀ + b, a GEMM row of K = 50 products plus the bias. Summed in
+    # any order (the BLAS's blocking may depend on how many rows it gets at once), each result is
+    # within γ = (K + 1)·eps/(1 − (K + 1)·eps) · (|X| |W|ᵀ + |b|) of the exact value (Higham, Accuracy and
+    # Stability of Numerical Algorithms, 2nd ed., §3.1), so two of them within twice that of each other.
+    rng = numpy.random.default_rng(3)
+    net = gb.MLP([50, 7], backend="numpy", dtype=dtype, seed=1)
+    X = rng.normal(size=(1000, 50)).astype(dtype)
+    whole = net.predict(X, batch_size=len(X))
+    chunked = net.predict(X, batch_size=batch_size)
+    (W, b), = net.get_params()
+    eps = float(numpy.finfo(dtype).eps)
+    k = X.shape[1] + 1
+    gamma = k * eps / (1 - k * eps)
+    bound = 2 * gamma * (numpy.abs(X).astype(numpy.float64) @ numpy.abs(W).T.astype(numpy.float64) + numpy.abs(b))
+    assert (numpy.abs(chunked.astype(numpy.float64) - whole) <= bound).all()
+    # The same chunks again: the same computation, bit for bit.
+    numpy.testing.assert_array_equal(net.predict(X, batch_size=batch_size), chunked)
 
 
 def test_four_threads_training_one_network_end_in_some_sequential_order():

@@ -1,6 +1,11 @@
 """The CuPy backend against the NumPy backend: every kernel, cuBLAS GEMMs, the lesson, a training step.
 
-Marked ``gpu``: conftest skips these with the reason when no CUDA device is usable.
+One body, two devices (the ``device`` fixture of conftest): every test runs on the CUDA emulator
+(tests/cuda_emulator: the kernels compiled for the CPU, the real CupyBackend launching them, its cuBLAS
+calls done by NumPy through the same column-major arguments) on every machine, and again on a real
+CUDA device where there is one (that parameter is marked ``gpu``). Only what needs the hardware itself
+(the device's name in the selection) is GPU-only. On the emulator, the kernel tests also run every
+launch in three orders of threads (``race_check``).
 
 Tolerances: float64 1e-12 relative, float32 1e-5 relative. The elementwise kernels do the same
 IEEE operations in the same order as NumPy (--fmad=false); what differs is tanh's last bit
@@ -18,11 +23,21 @@ from gpubackprop import activations
 from gpubackprop import lesson
 from gpubackprop.backends import ENV_VAR
 
-pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture
+def cp(device):
+    """The device's array module: CuPy, or the emulator's stand-in for it."""
+    return device.xp
+
+
+@pytest.fixture
+def gpu(device):
+    return device.backend
 
 DTYPES = ("float32", "float64")
 RTOL = {"float32": 1e-5, "float64": 1e-12}
-# Absolute floor for values near 0 from 0.5 * tanh(z/2) + 0.5: a few units in the last place of 1.
+# Absolute floor for values near 0 (tanh, GEMM entries that cancel): a few units in the last place of 1.
 ATOL = {"float32": 1e-6, "float64": 1e-14}
 
 
@@ -55,16 +70,19 @@ def assert_close_normwise(actual, expected, rtol, what=""):
 
 
 # ---------------------------------------------------------------------- selection on a GPU machine
-def test_cupy_is_selected_and_described(monkeypatch, gpu):
-    from gpubackprop.cli import describe_backend
+@pytest.mark.gpu
+def test_cupy_is_selected_and_described(monkeypatch):
+    from gpubackprop.backends import CupyBackend, describe
 
     monkeypatch.delenv(ENV_VAR, raising=False)
-    assert gb.available_backends() == ["numpy", "cupy"]
-    assert gb.get_backend() is gpu and gb.get_backend("auto") is gpu
-    assert gpu.name == "cupy"
-    name = gpu.device_name()
+    real = gb.get_backend("cupy")
+    assert gb.available_backends() == ["numpy", *(f"cupy:{i}" for i in range(CupyBackend.device_count()))]
+    assert "cupy:0" in gb.available_backends()
+    assert gb.get_backend() is real and gb.get_backend("auto") is real and gb.get_backend("cupy:0") is real
+    assert real.name == "cupy" and real.spec == "cupy:0"
+    name = real.device_name()
     assert isinstance(name, str) and name
-    assert describe_backend(gpu) == f"cupy ({name})"
+    assert describe(real) == f"cupy:0 ({name})"
 
 
 def test_kernels_are_compiled_once_per_dtype(gpu):
@@ -76,7 +94,7 @@ def test_kernels_are_compiled_once_per_dtype(gpu):
 # ---------------------------------------------------------------------- kernels vs NumPy
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", activations.NAMES)
-def test_bias_activation_kernel(cp, gpu, cpu, rng, dtype, activation):
+def test_bias_activation_kernel(cp, gpu, cpu, rng, dtype, activation, race_check):
     rows, cols = several_grids_shape(cp)
     z = rng.normal(0.0, 3.0, (rows, cols)).astype(dtype)
     # Saturated entries: sigmoid and tanh must give 0/±1 there, with no inf or NaN on the way.
@@ -95,6 +113,24 @@ def test_bias_activation_kernel(cp, gpu, cpu, rng, dtype, activation):
         assert (result.flat[::997] == 1).all() and (result.flat[1::997] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_kernel_keeps_relative_precision(cp, gpu, cpu, dtype, race_check):
+    """σ to the dtype's relative precision for negative z (issue 15, part 5), as the NumPy backend:
+    the absolute-precision form (1 + tanh(z/2))/2 gives 0 at z = -20 in float32 and would fail here.
+    Down to z = -80 (float32) / -700 (float64) σ stays a normal number, so the device's flush to zero
+    of subnormals (CuPy's -ftz=true) does not enter. Bound: e^-|z| within ~2.5 ulp on either side
+    (libdevice or the C library against NumPy's SIMD exp), then one rounding each for 1 + t and the
+    division: 8 ulp relative between the two backends, with no absolute slack."""
+    lo = {"float32": -80.0, "float64": -700.0}[dtype]
+    z = numpy.linspace(lo, 0.0, 4099).astype(dtype).reshape(1, -1)
+    expected = cpu.bias_activation(z.copy(), numpy.zeros(z.shape[1], dtype), "sigmoid")
+    z_gpu = cp.asarray(z)
+    gpu.bias_activation(z_gpu, cp.asarray(numpy.zeros(z.shape[1], dtype)), "sigmoid")
+    result = cp.asnumpy(z_gpu)
+    assert (result > 0).all()
+    numpy.testing.assert_allclose(result, expected, rtol=8 * numpy.finfo(dtype).eps, atol=0)
+
+
 def _stored_activation(rng, activation, shape, dtype):
     """Values an activation can hold: (0, 1) for sigmoid, (-1, 1) for tanh, >= 0 with zeros for relu."""
     z = rng.normal(0.0, 2.0, shape)
@@ -105,15 +141,15 @@ def _stored_activation(rng, activation, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("in_place", [False, True], ids=["out", "in_place"])
 @pytest.mark.parametrize("activation", activations.NAMES)
-def test_activation_backward_kernel(cp, gpu, cpu, rng, dtype, activation, in_place):
+def test_activation_backward_kernel(cp, gpu, cpu, rng, dtype, activation, in_place, race_check):
     shape = several_grids_shape(cp)
     a = _stored_activation(rng, activation, shape, dtype)
     grad = rng.normal(0.0, 1.0, shape).astype(dtype)
-    expected = cpu.activation_backward(grad.copy(), a, activation, numpy.empty_like(grad))
+    expected = cpu.activation_backward(grad.copy(), a, activation, numpy.empty_like(grad), {})
 
     grad_gpu, a_gpu = cp.asarray(grad), cp.asarray(a)
     out_gpu = grad_gpu if in_place else cp.full(shape, float("nan"), dtype=dtype)
-    assert gpu.activation_backward(grad_gpu, a_gpu, activation, out_gpu) is out_gpu
+    assert gpu.activation_backward(grad_gpu, a_gpu, activation, out_gpu, {}) is out_gpu
     numpy.testing.assert_allclose(cp.asnumpy(out_gpu), expected, rtol=RTOL[dtype], atol=ATOL[dtype])
     numpy.testing.assert_array_equal(cp.asnumpy(a_gpu), a)  # the stored activation is only read
     if not in_place:
@@ -122,7 +158,7 @@ def test_activation_backward_kernel(cp, gpu, cpu, rng, dtype, activation, in_pla
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(50_021, 7), (1, 1), (3, 1)])
-def test_mse_loss_grad_kernel(cp, gpu, cpu, rng, dtype, shape):
+def test_mse_loss_grad_kernel(cp, gpu, cpu, rng, dtype, shape, race_check):
     yhat = rng.normal(0.0, 1.0, shape).astype(dtype)
     y = rng.normal(0.0, 1.0, shape).astype(dtype)
     expected_grad = numpy.empty_like(yhat)
@@ -149,7 +185,7 @@ def sgd_pass(backend, param, grad, lr, status, check, guarded=True):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype):
+def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype, race_check):
     shape = several_grids_shape(cp)
     param = rng.normal(0.0, 1.0, shape).astype(dtype)
     grad = rng.normal(0.0, 1.0, shape).astype(dtype)
@@ -164,7 +200,7 @@ def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ["finite", "overflowing_update", "bad_loss_slot"])
-def test_guarded_sgd_update_kernels_match_numpy(cp, gpu, cpu, rng, dtype, case):
+def test_guarded_sgd_update_kernels_match_numpy(cp, gpu, cpu, rng, dtype, case, race_check):
     # The check pass writes the status's update-check slot (0 or NaN) as NumPy's mirror does, and
     # the update pass applies the step, bit for bit as NumPy, or changes nothing at all.
     shape = several_grids_shape(cp)
@@ -227,10 +263,10 @@ def test_lesson_on_cupy(gpu, cpu):
         assert computed == pytest.approx(reference, rel=1e-12, abs=1e-15), label
 
 
-def _networks(hidden, output, dtype, sizes, seed):
+def _networks(hidden, output, dtype, sizes, seed, gpu):
     """The same network (same seed: same host-drawn start) on both backends."""
     kwargs = dict(hidden_activation=hidden, output_activation=output, dtype=dtype, seed=seed)
-    return gb.MLP(sizes, backend="numpy", **kwargs), gb.MLP(sizes, backend="cupy", **kwargs)
+    return gb.MLP(sizes, backend="numpy", **kwargs), gb.MLP(sizes, backend=gpu, **kwargs)
 
 
 def _data_away_from_relu_kink(rng, net, batch, dtype):
@@ -254,9 +290,9 @@ def _data_away_from_relu_kink(rng, net, batch, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output", activations.OUTPUT)
 @pytest.mark.parametrize("hidden", activations.HIDDEN)
-def test_training_step_matches_numpy(cp, rng, dtype, hidden, output):
+def test_training_step_matches_numpy(cp, gpu, rng, dtype, hidden, output):
     sizes, batch, lr = [32, 64, 48, 8], 128, 0.05
-    net_cpu, net_gpu = _networks(hidden, output, dtype, sizes, seed=7)
+    net_cpu, net_gpu = _networks(hidden, output, dtype, sizes, seed=7, gpu=gpu)
     if hidden == "relu":
         X = _data_away_from_relu_kink(rng, net_cpu, batch, dtype)
     else:
@@ -290,10 +326,10 @@ def test_training_step_matches_numpy(cp, rng, dtype, hidden, output):
     assert net_cpu.loss_and_grads(X, Y)[0] < loss_c
 
 
-def test_float32_sigmoid_network_survives_huge_inputs(cp):
+def test_float32_sigmoid_network_survives_huge_inputs(cp, gpu):
     # |z| up to 1e4 in float32: the forward pass must saturate, not overflow to inf/NaN.
     net = gb.MLP([3, 4, 1], hidden_activation="sigmoid", output_activation="sigmoid", dtype="float32",
-                 backend="cupy", seed=0)
+                 backend=gpu, seed=0)
     X = numpy.array([[1e4, -1e4, 1e4], [-1e4, 1e4, -1e4]], dtype=numpy.float32)
     yhat = cp.asnumpy(net.forward(X))
     assert numpy.isfinite(yhat).all() and ((yhat >= 0) & (yhat <= 1)).all()

@@ -6,8 +6,12 @@ import pytest
 import gpubackprop as gb
 from gpubackprop.backends import get_backend
 
-torch = pytest.importorskip("torch", reason="PyTorch is the reference for these parity tests (pip install torch)")
-F = torch.nn.functional
+try:  # the live parity tests need PyTorch; the stored torch values are checked without it (test_torch_reference.py)
+    import torch
+except ImportError:
+    torch = None
+F = None if torch is None else torch.nn.functional
+needs_torch = pytest.mark.skipif(torch is None, reason="torch: not installed (live parity; stored values checked anyway)")
 CPU = get_backend("numpy")
 TOL = 1e-12
 
@@ -26,6 +30,7 @@ def torch_reference(fn, z, y):
     return loss.item(), zt.grad.numpy()
 
 
+@needs_torch
 @pytest.mark.parametrize("rows, classes", [(1, 2), (7, 5), (64, 10), (3, 300)])
 def test_softmax_cross_entropy_equals_torch_with_labels_and_probabilities(rng, rows, classes):
     z = rng.normal(0, 3, (rows, classes))
@@ -39,6 +44,7 @@ def test_softmax_cross_entropy_equals_torch_with_labels_and_probabilities(rng, r
         numpy.testing.assert_allclose(grad, ref_grad, rtol=0, atol=TOL)
 
 
+@needs_torch
 def test_softmax_cross_entropy_gradient_is_exact_for_rows_that_do_not_sum_to_one(rng):
     z, y = rng.normal(size=(6, 4)), rng.uniform(0, 1, (6, 4))  # Σ y ≠ 1: still the loss's gradient
     loss, grad, _ = run_loss("softmax_cross_entropy", z, y)
@@ -47,6 +53,7 @@ def test_softmax_cross_entropy_gradient_is_exact_for_rows_that_do_not_sum_to_one
     numpy.testing.assert_allclose(grad, ref_grad, rtol=0, atol=TOL)
 
 
+@needs_torch
 @pytest.mark.parametrize("shape", [(1, 1), (9, 1), (16, 5)])
 def test_sigmoid_binary_cross_entropy_equals_torch(rng, shape):
     z, y = rng.normal(0, 4, shape), rng.uniform(0, 1, shape)
@@ -58,6 +65,7 @@ def test_sigmoid_binary_cross_entropy_equals_torch(rng, shape):
     numpy.testing.assert_allclose(grad, ref_grad, rtol=0, atol=TOL)
 
 
+@needs_torch
 @pytest.mark.parametrize("loss", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy"])
 def test_network_gradients_equal_torch_autograd(rng, loss):
     sizes = [5, 7, 4]
@@ -147,6 +155,7 @@ def test_classification_losses_take_logits_and_enough_outputs():
     assert gb.MLP([2, 1], loss="sigmoid_binary_cross_entropy").output_activation == "identity"
 
 
+@needs_torch
 def test_predict_proba_and_classes(rng):
     X = rng.normal(size=(9, 3))
     net = gb.MLP([3, 4, 5], loss="softmax_cross_entropy", dtype="float64", backend="numpy", seed=0)

@@ -82,3 +82,42 @@ def test_constant_lr_in_fit_is_written_once_an_epoch():
         reference.fit(X, Y, epochs=1, batch_size=10, lr=0.1, shuffle=False, progress=False)
         reference.train_step(X[:5], Y[:5], 5.0)
     assert all((a == b).all() for pair in zip(net.get_params(), reference.get_params()) for a, b in zip(*pair))
+
+
+# ---------------------------------------------------------------------- on a device (emulated; CUDA where there is one)
+STEP_RTOL = {"float32": 1e-4, "float64": 1e-10}  # as tests/test_emulated_device.py: GEMM sums in other orders
+
+
+def assert_params_close(a, b, rtol):
+    for (Wa, ba), (Wb, bb) in zip(a.get_params(), b.get_params()):
+        for x, y in ((Wa, Wb), (ba, bb)):
+            assert numpy.abs(x.astype(numpy.float64) - y).max() <= rtol * max(numpy.abs(y).max(), 1e-30)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_on_a_device_one_cuda_graph_replays_100_learning_rates(device, race_check, optimizer, dtype):
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    make = lambda backend: gb.MLP([3, 5, 2], optimizer=optimizer, dtype=dtype, backend=backend, seed=0)  # noqa: E731
+    net, reference = make(device.backend), make("numpy")
+    for lr in numpy.geomspace(1e-3, 1e-1, 100):
+        assert net.train_step(X, Y, lr) == pytest.approx(reference.train_step(X, Y, lr), rel=STEP_RTOL[dtype])
+    assert net.recording == "used"
+    (ws,) = net.steps.workspaces.values()
+    assert len(ws.recordings) == 1  # recorded at the second step, replayed at the 98 after it
+    assert_params_close(net, reference, STEP_RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_on_a_device_a_schedule_and_clipping_in_fit_match_numpy(device, race_check, dtype):
+    rng = numpy.random.default_rng(1)
+    X, Y = rng.normal(size=(90, 3)), rng.normal(size=(90, 2))
+    make = lambda backend: gb.MLP([3, 5, 2], optimizer="adamw", dtype=dtype, backend=backend, seed=0)  # noqa: E731
+    net, reference = make(device.backend), make("numpy")
+    schedule = schedules.CosineWithWarmup(0.05, warmup_steps=5, total_steps=40)
+    for model in (net, reference):
+        model.fit(X, Y, epochs=4, batch_size=8, lr=schedule, clip_norm=0.5, seed=3, progress=False)
+    assert net.get_optimizer_state()["step"] == reference.get_optimizer_state()["step"] == 4 * 12
+    assert net.recording == "used"
+    assert_params_close(net, reference, STEP_RTOL[dtype])

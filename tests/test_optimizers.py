@@ -8,8 +8,12 @@ import pytest
 import gpubackprop as gb
 from gpubackprop import optimizers
 
-torch = pytest.importorskip("torch", reason="PyTorch is the reference for these parity tests (pip install torch)")
-F = torch.nn.functional
+try:  # the live parity tests need PyTorch; the stored torch values are checked without it (test_torch_reference.py)
+    import torch
+except ImportError:
+    torch = None
+F = None if torch is None else torch.nn.functional
+needs_torch = pytest.mark.skipif(torch is None, reason="torch: not installed (live parity; stored values checked anyway)")
 
 CONFIGS = [
     ("sgd", {}, {}),
@@ -29,6 +33,7 @@ def torch_optimizer(name, params, lr, options):
     return torch.optim.SGD(params, lr=lr, **options)
 
 
+@needs_torch
 @pytest.mark.parametrize("loss", ["mse", "softmax_cross_entropy"])
 @pytest.mark.parametrize("name, ours, theirs", CONFIGS,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for n, o, _ in CONFIGS])

@@ -177,7 +177,7 @@ def test_a_schedule_continues_across_fit_calls_and_checkpoints(tmp_path):
 def test_a_schedule_that_gives_a_bad_value_is_a_clear_error():
     X, Y = data()
     net = make_net()
-    with pytest.raises(ValueError, match="the lr schedule at step 0: lr must be a positive finite number"):
+    with pytest.raises(ValueError, match="the lr schedule at step 0: a scheduled lr must be a finite number >= 0"):
         net.fit(X, Y, lr=lambda step: -1.0, progress=False)
     with pytest.raises(ValueError, match="the lr schedule at step 5"):
         net.fit(X, Y, epochs=2, batch_size=BATCH, lr=lambda step: 0.1 if step < 5 else math.nan, progress=False)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import abc
 
-from .. import losses
-
 
 def scratch_buffer(scratch: dict, shape, dtype, empty):
     """A temporary of ``shape`` and ``dtype`` kept in the caller's ``scratch`` dict: allocated at
@@ -151,8 +149,9 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ layer math
     @abc.abstractmethod
-    def bias_activation(self, z, bias_row, activation: str):
-        """In place: z <- act(z + bias), the (1, n) bias row broadcast over the batch rows."""
+    def bias_activation(self, z, bias_row, activation: str, scratch: dict | None = None):
+        """In place: z <- act(z + bias), the (1, n) bias row broadcast over the batch rows; ``scratch``:
+        the caller's temporaries (see ``scratch_buffer``; None: fresh ones, allocated per call)."""
 
     @abc.abstractmethod
     def activation_backward(self, grad, a, activation: str, out, scratch: dict):
@@ -162,11 +161,12 @@ class Backend(abc.ABC):
         """The loss ``name`` of ``gpubackprop.losses`` (one row of its table, one method here):
         from the last layer's output z and the targets y (batch, outputs), grad = ∂L/∂z, loss[()] =
         L and, for a classification loss, correct[()] = the right predictions; returns loss. The
-        backend's ``_<name>_loss`` methods, found once (a missing one fails at the first use)."""
-        table = self.__dict__.get("_loss_table")
-        if table is None:
-            table = self.__dict__["_loss_table"] = {n: getattr(self, f"_{n}_loss") for n in losses.NAMES}
-        return table[name](z, y, grad, loss, correct, scratch)
+        backend's ``_<name>_loss`` method, found once per name and kept."""
+        table = self.__dict__.setdefault("_loss_table", {})
+        function = table.get(name)
+        if function is None:
+            function = table[name] = getattr(self, f"_{name}_loss")
+        return function(z, y, grad, loss, correct, scratch)
 
     @abc.abstractmethod
     def sum_rows(self, x, out):

@@ -35,7 +35,12 @@ class CapturableGemm:
     def __init__(self, cupy, stream):
         import ctypes
 
-        from cuda import pathfinder
+        try:
+            from cuda import pathfinder  # brought by CuPy >= 14 (the cuda12 and cuda13 extras ask for it)
+        except ImportError as exc:
+            raise ImportError(f"recording a step as a CUDA graph needs cuda.pathfinder, which CuPy >= 14 brings "
+                              f"(this is CuPy {getattr(cupy, '__version__', '?')}): pip install 'cupy-cuda12x>=14' "
+                              f"or 'cupy-cuda13x>=14' ({exc})") from exc
 
         self._ctypes = ctypes
         loaded = pathfinder.load_nvidia_dynamic_lib("cublas")  # the library CuPy itself loaded
@@ -53,10 +58,17 @@ class CapturableGemm:
         handle = vp()
         self._check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
         self._handle = handle
+        self._destroy = lib.cublasDestroy_v2
         self._check(lib.cublasSetStream_v2(handle, vp(stream.ptr)), "cublasSetStream")
         self._workspace = cupy.empty(self.WORKSPACE_BYTES, dtype=cupy.uint8)
         self._check(lib.cublasSetWorkspace_v2(handle, vp(self._workspace.data.ptr), ctypes.c_size_t(self.WORKSPACE_BYTES)),
                     "cublasSetWorkspace")
+
+    def close(self):
+        """Destroy the handle (the recorder calls this when it is collected); idempotent."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._destroy(handle)
 
     @staticmethod
     def _check(status, what):

@@ -16,8 +16,7 @@ import threading
 
 import numpy
 
-from .cuda_kernels import kernel_source
-from .cupy_backend import CupyBackend
+from .cupy_backend import CupyBackend, kernel_source
 from .timers import WallTimer
 
 GRAPH_KINDS = ("kernel", "cublas", "memset", "elementwise", "memcpy")  # what a CUDA graph records as nodes

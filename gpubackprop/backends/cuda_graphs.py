@@ -1,7 +1,8 @@
 """CUDA graphs: the recorder of the CUDA backend (one per network)."""
 from __future__ import annotations
 
-from .capturable_gemm import CapturableGemm
+import warnings
+import weakref
 
 _SEEN = object()  # a step key met once: recorded at the next meeting
 _MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
@@ -25,6 +26,7 @@ class GraphRecorder:
         self._backend = backend
         self._stream = None
         self._gemm = None
+        self._finalizer = None
         self.error = None  # why capturing failed, if it did
 
     def run(self, step, recordings, arrays, scalars):
@@ -52,7 +54,10 @@ class GraphRecorder:
         try:
             if self._stream is None:
                 self._stream = backend.xp.cuda.Stream(non_blocking=True)
-                self._gemm = CapturableGemm(backend.xp, self._stream)
+                self._gemm = backend._capturable_gemm(backend.xp, self._stream)
+                # The handle goes with the recorder (one per network): destroyed when it is collected.
+                self._finalizer = weakref.finalize(self, self._gemm.close)
+                self._finalizer.atexit = False  # at exit the CUDA context may be gone already
             with self._stream:
                 self._stream.begin_capture()
                 backend._capturing.gemm = self._gemm
@@ -64,4 +69,7 @@ class GraphRecorder:
             return graph
         except Exception as exc:  # kept for the tests and the benchmark's report
             self.error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"gpubackprop: this network's step could not be recorded as a CUDA graph, so every "
+                          f"step runs eagerly from now on (slower at small sizes, same numbers): {self.error}",
+                          RuntimeWarning, stacklevel=5)
             return None

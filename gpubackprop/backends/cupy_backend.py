@@ -18,7 +18,7 @@ from ..layouts import GUARD, STATUS
 from .base import Backend, scratch_buffer
 from .cuda_graphs import GraphRecorder
 from .cuda_kernels import _NVRTC_OPTIONS, kernel_dir, kernel_files, kernel_source  # noqa: F401 (public here too)
-from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, \
+from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
     column_major_arguments
 from .timers import EventTimer
 
@@ -83,7 +83,10 @@ class CupyBackend(Backend):
         self._capturing = threading.local()
         # TF32 tensor cores from compute capability 8.0 (Ampere) on; before, cuBLAS computes in FP32.
         self.tf32 = int(self._device.compute_capability) >= 80
-        self._tf32_scalars = (numpy.ones((), numpy.float32), numpy.zeros((), numpy.float32))  # host alpha, beta
+        # Host alpha = 1, beta = 0 of every GEMM, per dtype.
+        self._gemm_scalars = {name: (numpy.ones((), name), numpy.zeros((), name)) for name in ("float32", "float64")}
+        self._cublas = self._get_cublas_handle = None  # CuPy's cuBLAS bindings, imported at the first GEMM
+        self._capturable_gemm = CapturableGemm  # what a recorder captures GEMMs with
 
     # ------------------------------------------------------------------ the device
     @classmethod
@@ -229,29 +232,37 @@ class CupyBackend(Backend):
         if capture_gemm is not None:
             capture_gemm(a, b, out, trans_a, trans_b, tf32)
             return out
-        if tf32:
-            return self._tf32_gemm(a, b, out, trans_a, trans_b)
-        from cupy import cublas
+        return self._gemm(a, b, out, trans_a, trans_b, tf32)
 
-        # cuBLAS reads the transposes from the flags: no transposed copies are made.
-        cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
-        return out
+    def _cublas_api(self):
+        """(CuPy's cuBLAS bindings, CuPy's handle for this device and the current stream)."""
+        if self._cublas is None:
+            from cupy.cuda import device
+            from cupy_backends.cuda.libs import cublas
 
-    def _tf32_gemm(self, a, b, out, trans_a, trans_b):
-        """cublasGemmEx with compute type CUBLAS_COMPUTE_32F_FAST_TF32 on CuPy's handle for this
-        device and stream: the compute type is an argument of the call, so no setting of the
-        shared handle changes (other networks' GEMMs stay FP32)."""
-        from cupy.cuda import device
-        from cupy_backends.cuda.libs import cublas
+            self._cublas, self._get_cublas_handle = cublas, device.get_cublas_handle
+        return self._cublas, self._get_cublas_handle()
 
+    def _gemm(self, a, b, out, trans_a, trans_b, tf32):
+        """One cuBLAS GEMM on CuPy's handle with exactly the column-major arguments that a recorded
+        step's GEMM gets (capturable_gemm.column_major_arguments), so that an eager and a recorded
+        step issue the same call. (``cupy.cublas.gemm`` maps a (1, n) row, C- and F-contiguous at
+        once, to the other form.) TF32: cublasGemmEx with compute type CUBLAS_COMPUTE_32F_FAST_TF32,
+        an argument of the call: no setting of the shared handle changes. The scalars 1 and 0 are
+        read from host memory (pointer mode host, restored after)."""
+        cublas, handle = self._cublas_api()
         transa, transb, m, n, k, A, lda, B, ldb, C, ldc = column_major_arguments(a, b, out, trans_a, trans_b)
-        one, zero = self._tf32_scalars
-        handle = device.get_cublas_handle()  # bound to the current stream, as cupy.cublas.gemm uses it
+        one, zero = self._gemm_scalars[out.dtype.name]
         mode = cublas.getPointerMode(handle)
         cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
         try:
-            cublas.gemmEx(handle, transa, transb, m, n, k, one.ctypes.data, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
-                          zero.ctypes.data, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT)
+            if tf32 and out.dtype == numpy.float32:
+                cublas.gemmEx(handle, transa, transb, m, n, k, one.ctypes.data, A, CUDA_R_32F, lda, B, CUDA_R_32F,
+                              ldb, zero.ctypes.data, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32,
+                              CUBLAS_GEMM_DEFAULT)
+            else:
+                gemm = cublas.sgemm if out.dtype == numpy.float32 else cublas.dgemm
+                gemm(handle, transa, transb, m, n, k, one.ctypes.data, A, lda, B, ldb, zero.ctypes.data, C, ldc)
         finally:
             cublas.setPointerMode(handle, mode)
         return out
@@ -263,7 +274,7 @@ class CupyBackend(Backend):
         return run
 
     # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias_row, activation):
+    def bias_activation(self, z, bias_row, activation, scratch=None):  # fused: the kernel needs no scratch
         if activation not in activations.TABLE:
             raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
         n = z.size

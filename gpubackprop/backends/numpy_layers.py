@@ -9,11 +9,46 @@ import numpy
 from .. import activations
 from .base import scratch_buffer
 
-_add, _subtract, _multiply, _tanh, _maximum, _greater = (
-    numpy.add, numpy.subtract, numpy.multiply, numpy.tanh, numpy.maximum, numpy.greater)
+_add, _subtract, _multiply, _divide, _tanh, _maximum, _greater = (
+    numpy.add, numpy.subtract, numpy.multiply, numpy.divide, numpy.tanh, numpy.maximum, numpy.greater)
+_copysign, _exp, _heaviside, _fmax = numpy.copysign, numpy.exp, numpy.heaviside, numpy.fmax
 # numpy.dot without its __array_function__ dispatcher (a Python-level wrapper: ~0.4 µs per call);
 # every operand here is a NumPy array, which the dispatcher would hand to this same function.
 _dot = getattr(numpy.dot, "__wrapped__", numpy.dot)
+_MINUS_ONE = {}  # dtype -> -1 as a 0-d array of it
+
+
+def sigmoid_calls(z, t, one):
+    """[(function, args)]: in place, z <- sigma(z) = 1 / (1 + e^-z), to the dtype's relative
+    precision for every z; ``t`` (z's shape and dtype) is scratch; ``one``: 1 as a 0-d array of z's
+    dtype.
+
+    Branch-free and overflow-free: with t = e^-|z| (in (0, 1]), sigma = 1 / (1 + t) for z >= 0 and
+    t / (1 + t) = e^z / (1 + e^z) for z < 0, i.e. num / (1 + t) with num = max(H(z), t) (H: the
+    Heaviside step, H(0) = 1), which is 1 or t exactly. Each step rounds once: a few ulp in all,
+    relative, also where sigma(z) is tiny (float32 sigma(-20) = 2.06e-9, not the 0 that the
+    absolute-precision form (1 + tanh(z/2))/2 gives); subnormal, then 0, beyond the dtype's range,
+    where e^-|z| underflows (silent under the library's errstate(under="ignore"): see
+    NumpyBackend.activate). NaN stays NaN. kernels/activations.cu (sigmoid_of) performs the same
+    operations in the same order (its fabs then negation is copysign(z, -1) here: the same bits,
+    in one pass; fmax is max where nothing is NaN, and where z is NaN both operands are).
+    Seven passes and one transcendental (exp: about half of tanh's cost on AVX2)."""
+    minus_one = _MINUS_ONE.get(z.dtype)
+    if minus_one is None:
+        minus_one = _MINUS_ONE[z.dtype] = numpy.array(-1, dtype=z.dtype)
+    return [(_copysign, (z, minus_one, t)),  # t = -|z|
+            (_exp, (t, t)),  # t = e^-|z|: underflows to 0 (subnormal first) for |z| beyond ~87 (float32) / ~708 (float64)
+            (_heaviside, (z, one, z)),  # z = [z >= 0]: 1 or 0 (NaN stays NaN), in z's dtype: no cast
+            (_fmax, (z, t, z)),  # num = 1 (z >= 0) or t (z < 0): exact; NaN from t propagates
+            (_add, (t, one, t)),
+            (_divide, (z, t, z))]
+
+
+def sigmoid_into(z, t, one):
+    """``sigmoid_calls`` run: z <- sigma(z) in place (``t`` scratch); returns z."""
+    for f, args in sigmoid_calls(z, t, one):
+        f(*args)
+    return z
 
 
 class NumpyLayerOps:
@@ -58,18 +93,18 @@ class NumpyLayerOps:
     # Every activation and the MSE are lists of bound calls ``[(ufunc, args)]`` on given buffers:
     # run here one by one, or planned once and replayed by a step plan (``numpy_plan``). One list,
     # so both run the same operations in the same order (the kernels of kernels/ too).
-    def bias_activation(self, z, bias_row, activation):
+    def bias_activation(self, z, bias_row, activation, scratch=None):
         try:
             forward = self._forward[activation]
         except KeyError:
             raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}") from None
-        for f, args in forward(z, bias_row):
+        for f, args in forward(z, bias_row, {} if scratch is None else scratch):
             f(*args)
         return z
 
-    def forward_calls(self, z, bias_row, activation):
-        """[(function, args)]: z <- act(z + bias), in place."""
-        return self._forward[activation](z, bias_row)
+    def forward_calls(self, z, bias_row, activation, scratch):
+        """[(function, args)]: z <- act(z + bias), in place (``scratch``: the caller's temporaries)."""
+        return self._forward[activation](z, bias_row, scratch)
 
     def backward_calls(self, grad, a, activation, out, scratch):
         """[(function, args)]: out = grad * act'(z), act' read off a (out may be grad)."""
@@ -88,29 +123,27 @@ class NumpyLayerOps:
 
     # Each activation: forward in place on z (after the bias add), and its derivative read off a
     # into s; the kernels of kernels/activations.cu do the same operations in the same order.
-    def _sigmoid_forward(self, z, b):
-        half = self._consts(z.dtype)[1]
-        # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates where exp(-z) would overflow
-        return [(_add, (z, b, z)), (_multiply, (z, half, z)), (_tanh, (z, z)), (_multiply, (z, half, z)),
-                (_add, (z, half, z))]
+    def _sigmoid_forward(self, z, b, scratch):
+        t = scratch_buffer(scratch, z.shape, z.dtype, self.empty)
+        return [(_add, (z, b, z))] + sigmoid_calls(z, t, self._consts(z.dtype)[2])
 
     def _sigmoid_backward(self, a, s):  # sigma' = (1 - a) a
         return [(_subtract, (self._consts(a.dtype)[2], a, s)), (_multiply, (s, a, s))]
 
-    def _tanh_forward(self, z, b):
+    def _tanh_forward(self, z, b, scratch):
         return [(_add, (z, b, z)), (_tanh, (z, z))]
 
     def _tanh_backward(self, a, s):  # tanh' = 1 - a^2
         return [(_multiply, (a, a, s)), (_subtract, (self._consts(a.dtype)[2], s, s))]
 
-    def _relu_forward(self, z, b):
-        # (out by keyword: a third positional argument is deprecated for maximum)
+    def _relu_forward(self, z, b, scratch):
+        # (out by keyword: a third positional argument is deprecated for maximum; NaN propagates)
         return [(_add, (z, b, z)), (functools.partial(_maximum, out=z), (z, self._consts(z.dtype)[0]))]
 
     def _relu_backward(self, a, s):  # relu' = [a > 0]
         return [(_greater, (a, self._consts(a.dtype)[0], s))]
 
-    def _identity_forward(self, z, b):
+    def _identity_forward(self, z, b, scratch):
         return [(_add, (z, b, z))]
 
     def mse_calls(self, yhat, y, grad, loss):
@@ -184,8 +217,7 @@ class NumpyLayerOps:
         flat = grad.reshape(-1)
         loss[...] = _dot(flat, self._ones_vector(flat.shape[0], flat.dtype)) * inv_batch
         numpy.copyto(grad, z)
-        for f, args in self._sigmoid_forward(grad, self._consts(z.dtype)[0]):  # sigmoid(z + 0), as the activation
-            f(*args)
+        sigmoid_into(grad, softplus, self._consts(z.dtype)[2])  # sigmoid(z) as the activation computes it (softplus: free scratch now)
         _subtract(grad, y, grad)
         if z.shape[0] != 1:
             _multiply(grad, inv_batch, grad)

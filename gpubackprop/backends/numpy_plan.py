@@ -150,7 +150,7 @@ def forward_backward(ops, steps, ws):
     for i, (W, bias_row, act) in enumerate(zip(p.weights, p.bias_rows, steps.activations)):
         a = ws.activations[i]
         calls.append((_dot, (inputs, W.T, a)))  # z = X Wᵀ
-        calls += ops.forward_calls(a, bias_row, act)  # a = act(z + b)
+        calls += ops.forward_calls(a, bias_row, act, scratch)  # a = act(z + b)
         inputs = a
     yhat, grad = ws.activations[-1], ws.grad_outputs[-1]
     if steps.loss == "mse":

@@ -37,14 +37,14 @@ one-hot rows already on the device; torch's Adam with ``capturable=True`` where 
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import statistics
 
 import numpy
 
-from .data import LEARNING_RATE, _data
+from .data import LEARNING_RATE, MSE_SGD, Case, Training, _data  # noqa: F401 (Case, Training: public here too)
+from .peer_cases import PEER_TRAINING, jax_status, make_jax_jit, make_torch_manual  # noqa: F401
 from .torch_cases import _capture, _matmul_precision, _torch_device, _torch_model, _torch_optimizer, torch_status  # noqa: F401
+
 
 SIZES = {
     "tiny": ([2, 2, 1], 1),
@@ -52,12 +52,16 @@ SIZES = {
     "medium": ([784, 256, 256, 10], 256),
     "large": ([1024, 1024, 1024, 1024, 1], 2048),
 }
+
+
 CASES = ("gpubackprop", "fit", "floor", "torch", "torch_manual", "jax_jit", "torch_graphed", "torch_fit")
-# The hand-written peers (issue 18) implement one loss and one optimizer: the issue's table.
-PEER_TRAINING = ("mse", "sgd")
+
+
 # Batches per epoch of the fit cases: enough that an epoch's fixed costs (shuffle, one read) are
 # small beside its steps, few enough that a CPU run of the large size stays short.
 FIT_BATCHES = {"tiny": 256, "small": 256, "medium": 64, "large": 4}
+
+
 FIT_BATCHES_DEFAULT = 64
 
 
@@ -92,41 +96,6 @@ def gemm_shapes(sizes, batch):
 
 def gemm_flops(sizes, batch) -> int:
     return sum(2 * m * n * k for m, n, k in gemm_shapes(sizes, batch))
-
-
-# ---------------------------------------------------------------------- cases
-@dataclasses.dataclass
-class Case:
-    """One thing to time: ``step()`` runs one training step (or its GEMMs) and returns a float."""
-
-    name: str
-    step: object = None
-    timer: object = None
-    unavailable: str | None = None  # why this case cannot run here
-    samples: list = dataclasses.field(default_factory=list)  # seconds per call, one per round
-    net: object = None  # the network timed, for the report (ours only)
-    params: object = None  # the peers: a function giving their [(W, b) per layer] as NumPy (for the tests)
-    steps_per_call: int = 1  # training steps one call runs (an epoch for the fit cases)
-
-    @property
-    def seconds(self):
-        """Median seconds per training step."""
-        return statistics.median(self.samples) / self.steps_per_call if self.samples else None
-
-
-@dataclasses.dataclass(frozen=True)
-class Training:
-    """What every case trains with: a loss of ``gpubackprop.losses`` and an optimizer of
-    ``gpubackprop.optimizers`` (at their default settings)."""
-
-    loss: str = "mse"
-    optimizer: str = "sgd"
-
-    def describe(self) -> str:
-        return f"loss {self.loss}, optimizer {self.optimizer}"
-
-
-MSE_SGD = Training()
 
 
 def make_ours(backend, sizes, batch, dtype, precision="fp32", training=MSE_SGD) -> Case:
@@ -268,3 +237,25 @@ def make_torch_fit(backend, sizes, batch, dtype, precision="fp32", batches=FIT_B
         return total.item() / batches
 
     return Case("torch_fit", epoch, timer, steps_per_call=batches)
+
+
+def make_cases(backend, sizes, batch, dtype, with_torch=True, threads=None, precision="fp32",
+               fit_batches=FIT_BATCHES_DEFAULT, training=MSE_SGD, with_jax=True):
+    """Every case of CASES for one size, in that order; ``jax_jit`` only where JAX imports and
+    ``with_jax`` (its column is absent otherwise)."""
+    cases = [make_ours(backend, sizes, batch, dtype, precision, training),
+             make_fit(backend, sizes, batch, dtype, precision, fit_batches, training),
+             make_floor(backend, sizes, batch, dtype, precision)]
+    if with_torch:
+        cases.append(make_torch(backend, sizes, batch, dtype, threads, precision, training))
+        cases.append(make_torch_manual(backend, sizes, batch, dtype, threads, precision, training))
+    else:
+        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch", "torch_manual"))
+    if with_jax and jax_status()[0] is not None:
+        cases.append(make_jax_jit(backend, sizes, batch, dtype, precision, training))
+    if with_torch:
+        cases.append(make_torch_graphed(backend, sizes, batch, dtype, precision, training))
+        cases.append(make_torch_fit(backend, sizes, batch, dtype, precision, fit_batches, training))
+    else:
+        cases.extend(Case(name, unavailable="skipped (--no-torch)") for name in ("torch_graphed", "torch_fit"))
+    return cases

@@ -6,7 +6,7 @@ import numpy
 
 from ..layouts import STATUS
 from ..optimizers import Optimizer
-from .cases import Case
+from .data import Case
 
 
 def kernel_cases(backend, dtype, n):

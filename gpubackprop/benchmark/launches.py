@@ -79,7 +79,7 @@ def count_fit_step(sizes, batch, loss="mse", optimizer="sgd", dtype="float32", s
     """The launches of an epoch of ``fit`` over ``steps`` full batches (default: one launch of
     ``STEPS_PER_LAUNCH``), after a first epoch, divided by its steps; ``host`` holds the epoch's
     own transfers (permutation, cursor and totals uploads, the one read) per step."""
-    from ..layouts import STEPS_PER_LAUNCH
+    from ..training import STEPS_PER_LAUNCH
 
     steps = STEPS_PER_LAUNCH if steps is None else steps
     backend = backend if backend is not None else CountingCupyBackend()

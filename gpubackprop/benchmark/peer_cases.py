@@ -1,13 +1,15 @@
-"""The hand-written peers of issue 18, on the CPU: ``torch_manual`` (the step written by hand in
-PyTorch, no autograd, nothing allocated per step) and ``jax_jit`` (the whole step as one
-``jax.jit`` function, parameters donated). Both MSE + SGD only (``PEER_TRAINING``)."""
+"""The peers of issue 18: the same MSE + SGD step written by hand in PyTorch (no autograd) and as one
+``jax.jit`` function (see ``cases``)."""
 from __future__ import annotations
 
 import numpy
 
-from .cases import MSE_SGD, PEER_TRAINING, Case
-from .data import LEARNING_RATE, _data
-from .torch_cases import _matmul_precision, _torch_device
+from .data import LEARNING_RATE, Case, MSE_SGD, _data
+from .torch_cases import _initial_params, _matmul_precision, _torch_device
+
+
+# The hand-written peers (issue 18) implement one loss and one optimizer: the issue's table.
+PEER_TRAINING = ("mse", "sgd")
 
 
 def jax_status():
@@ -25,13 +27,6 @@ def _peer_unsupported(name, training):
         return (f"skipped: {name} is written for loss {PEER_TRAINING[0]} and optimizer {PEER_TRAINING[1]} only "
                 f"(got {training.describe()})")
     return None
-
-
-def _initial_params(sizes):
-    """[(W, b)] as ours starts (float64 NumPy): every case begins from the same weights."""
-    from ..model import MLP
-
-    return MLP(sizes, dtype="float64", backend="numpy", seed=0).get_params()
 
 
 def make_torch_manual(backend, sizes, batch, dtype, threads=None, precision="fp32", training=MSE_SGD) -> Case:

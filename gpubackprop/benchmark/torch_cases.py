@@ -45,10 +45,8 @@ def _torch_model(torch, device, sizes, batch, dtype, rows=None, loss="mse"):
     F.cross_entropy on integer labels, or F.binary_cross_entropy_with_logits summed / batch."""
     import torch.nn.functional as F
 
-    from ..model import MLP
-
     tdtype = {"float32": torch.float32, "float64": torch.float64}[numpy.dtype(dtype).name]
-    init = MLP(sizes, dtype="float64", backend="numpy", seed=0).get_params()  # same start as ours
+    init = _initial_params(sizes)  # same start as ours
     params = []
     for W, b in init:
         params.append(torch.tensor(W, dtype=tdtype, device=device, requires_grad=True))
@@ -127,3 +125,10 @@ def torch_event_timer(torch, device):
     with torch.cuda.device(device):
         return EventTimer(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
                           lambda start, stop: start.elapsed_time(stop))
+
+
+def _initial_params(sizes):
+    """[(W, b)] as ours starts (float64 NumPy): every case begins from the same weights."""
+    from ..model import MLP
+
+    return MLP(sizes, dtype="float64", backend="numpy", seed=0).get_params()

@@ -26,6 +26,8 @@ class Parameters:
         self.set_optimizer(optimizer)
         self.lrs = backend.empty((LR_SLOTS,), numpy.float64)
         self._host_lrs = numpy.zeros(LR_SLOTS)  # the staging copy: written, then copied in one transfer
+        self._host_lr = self._host_lrs[:1]
+        self._written_lr = None  # what lrs[0] holds, when write_lr wrote it last (a step in a loop skips the copy)
         self.lr_views = tuple(self.lrs[i:i + 1] for i in range(LR_SLOTS))
 
     def set(self, params):
@@ -89,10 +91,13 @@ class Parameters:
     def write_lrs(self, values):
         """lrs[:len(values)] = values, in one host-to-device copy (queued after earlier work)."""
         count = len(values)
+        self._written_lr = None
         self._host_lrs[:count] = values
         self.backend.copyto(self.lrs[:count], self._host_lrs[:count])
 
     def write_lr(self, value: float):
-        """lrs[0] = value (train_step's learning rate)."""
-        self._host_lrs[0] = value
-        self.backend.copyto(self.lr_views[0], self._host_lrs[:1])
+        """lrs[0] = value (train_step's learning rate); no copy when it holds it already."""
+        if value != self._written_lr:
+            self._host_lr[0] = value
+            self.backend.copyto(self.lr_views[0], self._host_lr)
+            self._written_lr = value

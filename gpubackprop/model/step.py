@@ -43,7 +43,7 @@ class Steps:
             if trace is not None:
                 trace[i]["inputs"] = ops.to_numpy(inputs)
                 trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(bias_row)
-            ops.bias_activation(a, bias_row, act)  # a = act(z + b), fused, in place
+            ops.bias_activation(a, bias_row, act, ws.scratch)  # a = act(z + b), fused, in place
             if trace is not None:
                 trace[i]["a"] = ops.to_numpy(a)
             inputs = a

@@ -83,7 +83,7 @@ class Optimizer:
     outside its range or not finite is a ``ValueError`` (a non-number: ``TypeError``), one line
     naming the setting and the valid range."""
 
-    __slots__ = ("name", "_settings")
+    __slots__ = ("name", "rule", "_settings")
 
     def __init__(self, name="sgd", **options):
         from . import RULES  # the registry: this package's rule files
@@ -101,6 +101,7 @@ class Optimizer:
                 applies = " or ".join(repr(n) for n, r in RULES.items() if key in r.defaults)
                 raise ValueError(f"{key} applies to optimizer {applies}, not {name!r}")
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "rule", rule)  # the Rule: its checks, NumPy reference and kernel
         object.__setattr__(self, "_settings", rule.check({**rule.defaults, **given}))
 
     def __getattr__(self, key):
@@ -123,11 +124,6 @@ class Optimizer:
 
     def __repr__(self):
         return f"Optimizer({self.name!r}" + "".join(f", {k}={v!r}" for k, v in self._settings.items()) + ")"
-
-    @property
-    def rule(self) -> Rule:
-        from . import RULES
-        return RULES[self.name]
 
     @property
     def state_buffers(self) -> int:

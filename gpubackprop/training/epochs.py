@@ -43,7 +43,7 @@ class LearningRates:
 
     def value(self, step) -> float:
         try:
-            return validation.check_lr(self.schedule(step), self.dtype)
+            return validation.check_scheduled_lr(self.schedule(step), self.dtype)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"the lr schedule at step {step}: {exc}") from None
 

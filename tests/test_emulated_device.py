@@ -1,0 +1,284 @@
+"""The real CupyBackend on the emulated device (tests/cuda_emulator/device.py): its launch code
+(grids, argument types, scratch buffers, guards, fit's cursor and totals, Adam's step count, the
+recorder's keys and replays) runs on every CI machine, against the NumPy backend.
+
+Tolerances, and why (u: the unit roundoff, 2^-24 float32, 2^-53 float64):
+- bit for bit where a kernel runs only +, −, ×, ÷ and √ elementwise (--fmad=false on the GPU,
+  -ffp-contract=off here: every operation rounds once, as NumPy's ufuncs do);
+- a few ulps where tanh, exp, log run (the C library's here, libdevice on a GPU, NumPy's own loops);
+- for a whole step or fit: GEMMs and reductions add in other orders than OpenBLAS and NumPy (each
+  within k·u of the terms' magnitudes), and training compounds that, so parameters are compared
+  normwise at 1e-4 (float32) / 1e-10 (float64), a hundred times the one-step bounds of test_gpu.py.
+These tests run on the emulator only; the same comparisons on hardware are test_gpu.py and friends.
+"""
+import gc
+import warnings
+
+import numpy
+import pytest
+
+import gpubackprop as gb
+from gpubackprop import losses, optimizers
+
+cuda_emulator = pytest.importorskip("cuda_emulator")
+pytestmark = pytest.mark.skipif(cuda_emulator.skip_reason() is not None, reason=str(cuda_emulator.skip_reason()))
+
+from cuda_emulator import device as emulated  # noqa: E402
+
+DTYPES = ("float32", "float64")
+STEP_RTOL = {"float32": 1e-4, "float64": 1e-10}
+SIZES = [6, 16, 12, 3]
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return emulated.emulated_backend()
+
+
+@pytest.fixture(scope="module")
+def cp(gpu):
+    return gpu.xp
+
+
+def problem(loss, rows=40, seed=0):
+    rng = numpy.random.default_rng(seed)
+    X = rng.normal(size=(rows, SIZES[0]))
+    if loss == "softmax_cross_entropy":
+        Y = rng.integers(0, SIZES[-1], rows)
+    elif loss == "sigmoid_binary_cross_entropy":
+        Y = (rng.uniform(size=(rows, SIZES[-1])) > 0.5).astype(float)
+    else:
+        Y = rng.uniform(-1, 1, (rows, SIZES[-1]))
+    return X, Y
+
+
+def pair(gpu, loss, optimizer, dtype, **kw):
+    make = lambda backend: gb.MLP(SIZES, loss=loss, optimizer=optimizer, dtype=dtype, backend=backend, seed=2,  # noqa: E731
+                                  **kw)
+    return make("numpy"), make(gpu)
+
+
+def assert_params_close(net_a, net_b, rtol, what=""):
+    for layer, ((Wa, ba), (Wb, bb)) in enumerate(zip(net_a.get_params(), net_b.get_params())):
+        for name, a, b in (("W", Wa, Wb), ("b", ba, bb)):
+            scale = max(numpy.abs(a).max(), 1e-30)
+            error = numpy.abs(a.astype(numpy.float64) - b).max()
+            assert error <= rtol * scale, f"{what} layer {layer} {name}: off by {error:.3g} of {scale:.3g}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", optimizers.NAMES)
+@pytest.mark.parametrize("loss", losses.NAMES)
+def test_train_step_and_fit_match_numpy(gpu, loss, optimizer, dtype):
+    X, Y = problem(loss)
+    net_cpu, net_gpu = pair(gpu, loss, optimizer, dtype)
+    for step in range(3):  # eager, recorded, replayed
+        loss_c, loss_g = net_cpu.train_step(X, Y, 0.05), net_gpu.train_step(X, Y, 0.05)
+        assert loss_g == pytest.approx(loss_c, rel=STEP_RTOL[dtype]), step
+    assert net_gpu.recording == "used"
+    assert_params_close(net_cpu, net_gpu, STEP_RTOL[dtype], "after train_step")
+    # fit: launches of several steps (batches of 8 of 40 rows: 5 steps per epoch), each recorded and replayed
+    history_c = net_cpu.fit(X, Y, epochs=3, batch_size=8, lr=0.05, seed=4, progress=False)
+    history_g = net_gpu.fit(X, Y, epochs=3, batch_size=8, lr=0.05, seed=4, progress=False)
+    numpy.testing.assert_allclose(history_g.loss, history_c.loss, rtol=STEP_RTOL[dtype])
+    if losses.TABLE[loss].classification:  # right predictions: whole numbers, added exactly on both
+        assert history_g.accuracy == history_c.accuracy
+    assert_params_close(net_cpu, net_gpu, STEP_RTOL[dtype], "after fit")
+    state_c, state_g = net_cpu.get_optimizer_state(), net_gpu.get_optimizer_state()
+    assert state_g["step"] == state_c["step"] == 3 + 15  # every optimizer counts its accepted steps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("where, batch", [("X", 1), ("X", 3), ("Y", 5), ("X", 5)])
+def test_fit_refuses_from_the_first_bad_step_on_as_numpy_does(gpu, cp, dtype, where, batch):
+    """The sticky guard: a NaN in the epoch's ``batch``-th batch (1-based, of 5), on device arrays,
+    read by the replayed launches; both backends stop at the same step with the parameters and
+    Adam's count of the last good step."""
+    X, Y = problem("mse")
+    net_cpu, net_gpu = pair(gpu, "mse", "adam", dtype)
+    for net in (net_cpu, net_gpu):
+        net.fit(X, Y, epochs=2, batch_size=8, lr=0.05, seed=1, progress=False)  # recorded, then replayed
+    order = numpy.arange(len(X))
+    numpy.random.default_rng(7).shuffle(order)  # fit's permutation of epoch 1 with seed 7
+    row = int(order[(batch - 1) * 8 + 2])
+    bad = {"X": X.copy(), "Y": Y.copy()}
+    bad[where][row, 1] = numpy.nan
+    messages = []
+    for net, arrays in ((net_cpu, bad), (net_gpu, {k: cp.asarray(v.astype(dtype)) for k, v in bad.items()})):
+        with pytest.raises(gb.NonFiniteLossError) as info:
+            net.fit(arrays["X"], arrays["Y"], epochs=2, batch_size=8, lr=0.05, seed=7, progress=False)
+        messages.append(str(info.value))
+        assert f"epoch 3, batch {batch} of 5" in messages[-1]  # the first epoch of this fit: the network's third
+    assert net_gpu.get_optimizer_state()["step"] == net_cpu.get_optimizer_state()["step"] == 10 + batch - 1
+    assert_params_close(net_cpu, net_gpu, STEP_RTOL[dtype], "after the refused fit")
+
+
+def ulps(actual, expected, floor):
+    """|actual − expected| in units in the last place of max(|expected|, floor)."""
+    expected = numpy.asarray(expected)
+    spacing = numpy.spacing(numpy.maximum(numpy.abs(expected), expected.dtype.type(floor)))
+    return (numpy.abs(actual.astype(numpy.float64) - expected) / spacing).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_kernels_without_transcendentals_are_bit_identical_to_numpy(gpu, cp, dtype):
+    rng = numpy.random.default_rng(3)
+    cpu = gb.get_backend("numpy")
+    z = rng.normal(0, 2, (300, 37)).astype(dtype)
+    bias = rng.normal(size=(1, 37)).astype(dtype)
+    for act in ("relu", "identity"):
+        expected = cpu.bias_activation(z.copy(), bias, act)
+        assert gpu.bias_activation(cp.asarray(z), cp.asarray(bias), act).get().tobytes() == expected.tobytes()
+    grad = rng.normal(size=z.shape).astype(dtype)
+    for act, a in (("sigmoid", rng.uniform(0, 1, z.shape)), ("tanh", rng.uniform(-1, 1, z.shape)),
+                   ("relu", numpy.maximum(z, 0))):
+        a = a.astype(dtype)
+        expected = cpu.activation_backward(grad, a, act, numpy.empty_like(grad), {})
+        got = gpu.activation_backward(cp.asarray(grad), cp.asarray(a), act, cp.empty(z.shape, dtype), {})
+        assert got.get().tobytes() == expected.tobytes(), act
+    n = 10_007
+    param, g, m = (rng.normal(size=n).astype(dtype) for _ in range(3))
+    v = rng.uniform(0, 1, n).astype(dtype)
+    status = numpy.array([0.5, float(numpy.dot(g.astype(numpy.float64), g)), 0.0, 0.0], dtype)
+    for name, options, clip in (("sgd", {}, None), ("sgd", {"weight_decay": 0.01}, 1.0),
+                                ("momentum", {"nesterov": True, "weight_decay": 0.01}, None),
+                                ("adam", {"weight_decay": 0.01}, None), ("adamw", {"weight_decay": 0.1}, 1.0)):
+        optimizer = gb.Optimizer(name, **options)
+        state = numpy.stack([m, v][:optimizer.state_buffers]) if optimizer.state_buffers else numpy.zeros((0, n), dtype)
+        host = [param.copy(), g, state, numpy.array([3], numpy.int64), numpy.full(1, 1e-3), status.copy()]
+        dev = [cp.asarray(a) for a in host]
+        for check in (True, False):  # the guarded update's two passes, each as one kernel
+            cpu.optimizer_step(optimizer, *host, check=check, clip=clip, scratch={})
+            gpu.optimizer_step(optimizer, *dev, check=check, clip=clip, scratch={})
+        for h, d in zip(host, dev):  # (Adam's two double pows: the C library's on both sides here)
+            assert d.get().tobytes() == h.tobytes(), name
+    yhat, y = rng.normal(size=(50, 3)).astype(dtype), rng.normal(size=(50, 3)).astype(dtype)
+    grad_c, grad_g = numpy.empty_like(yhat), cp.empty(yhat.shape, dtype)
+    cpu.loss_grad("mse", yhat, y, grad_c, numpy.empty((), dtype), numpy.empty((), dtype), {})
+    gpu.loss_grad("mse", cp.asarray(yhat), cp.asarray(y), grad_g, cp.empty((), dtype), cp.empty((), dtype), {})
+    assert grad_g.get().tobytes() == grad_c.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transcendental_kernels_within_a_few_ulps_of_numpy(gpu, cp, dtype):
+    # The C library's tanh/exp/log (here) against NumPy's loops: each within ~1-2 ulp of the exact
+    # value, so 4 ulp between them; sigmoid = (1 + tanh(z/2))/2 measured against ulp(max(|s|, 1/2)),
+    # where its rounding happens; the softmax gradient against ulp(max |g|) of its row scale.
+    rng = numpy.random.default_rng(5)
+    cpu = gb.get_backend("numpy")
+    z = rng.normal(0, 4, (200, 9)).astype(dtype)
+    zero = numpy.zeros((1, 9), dtype)
+    with numpy.errstate(all="ignore"):
+        for act, floor in (("tanh", numpy.finfo(dtype).tiny), ("sigmoid", 0.5)):
+            expected = cpu.bias_activation(z.copy(), zero, act)
+            got = gpu.bias_activation(cp.asarray(z), cp.asarray(zero), act).get()
+            assert ulps(got, expected, floor) <= 4, act
+        y = numpy.eye(9, dtype=dtype)[rng.integers(0, 9, 200)]
+        for name in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
+            grad_c, grad_g = numpy.empty_like(z), cp.empty(z.shape, dtype)
+            loss_c, loss_g = numpy.empty((), dtype), cp.empty((), dtype)
+            correct_c, correct_g = numpy.empty((), dtype), cp.empty((), dtype)
+            cpu.loss_grad(name, z, y, grad_c, loss_c, correct_c, {})
+            gpu.loss_grad(name, cp.asarray(z), cp.asarray(y), grad_g, loss_g, correct_g, {})
+            # the gradient: (p − y)/B with p within a few ulp of 1, so ulps of 1/B; 9-term row sums: +9
+            assert ulps(grad_g.get(), grad_c, 1.0 / 200) <= 4 + 9, name
+            # the loss: 1800 (or 200) terms, added per thread then in a tree here, pairwise in NumPy
+            assert abs(float(loss_g.get()) - float(loss_c)) <= 2 * (1800 / 256 + 8 + 11) * numpy.finfo(dtype).eps * \
+                float(numpy.abs(loss_c)) + 4 * numpy.finfo(dtype).eps, name
+            assert float(correct_g.get()) == float(correct_c), name
+
+
+def test_right_prediction_counts_are_exact_beyond_2_to_the_24(gpu, cp):
+    # 2^25 + 3 rows, all right. The count is that integer rounded once to float32: 2^25 + 4 (float32's
+    # spacing is 4 there), what NumPy's count_nonzero stored into the float32 status gives. Counting
+    # in float32 (per thread, then a tree) rounds twice past 2^24 and gave 2^25.
+    rows = 2**25 + 3
+    ones = cp.full((rows,), 1, numpy.float32)  # row losses and row hits alike (128 MiB)
+    loss, correct = cp.empty((), numpy.float32), cp.empty((), numpy.float32)
+    gpu.kernel("sum_row_losses", "float32")((1,), (256,), (ones, ones, numpy.int64(rows), numpy.float32(1), loss, correct))
+    assert float(correct.get()) == float(numpy.float32(rows)) == rows + 1
+    del ones
+    gc.collect()
+
+
+def test_eager_and_recorded_steps_issue_the_same_cublas_calls(gpu):
+    X, Y = problem("mse")
+    net = gb.MLP(SIZES, dtype="float32", backend=gpu, seed=0)
+    calls = []
+    for _ in range(3):  # eager (CuPy's handle), recorded (the recorder's handle), replayed (no new calls)
+        start = len(emulated.GEMMS)
+        net.train_step(X, Y, 0.1)
+        calls.append(emulated.GEMMS[start:])
+    eager, recorded, replayed = calls
+    key = lambda c: (c["routine"], c["transa"], c["transb"], c["m"], c["n"], c["k"], c["lda"], c["ldb"], c["ldc"])  # noqa: E731
+    assert [key(c) for c in eager] == [key(c) for c in recorded] and not replayed
+    assert {c["handle"] for c in eager}.isdisjoint({c["handle"] for c in recorded})
+    # the bias gradient 1ᵀδ: a (1, n) = (1, batch) x (batch, n) product, column-major: m = n, n = 1
+    assert ("sgemm", 0, 0, SIZES[-1], 1, len(X), SIZES[-1], len(X), SIZES[-1]) in [key(c) for c in eager]
+
+
+@pytest.mark.parametrize("precision, routine, compute", [("fp32", "sgemm", None), ("tf32", "gemmEx", 77)])
+def test_the_tf32_flag_reaches_every_gemm(gpu, precision, routine, compute):
+    X, Y = problem("mse")
+    net = gb.MLP(SIZES, dtype="float32", precision=precision, backend=gpu, seed=0)
+    start = len(emulated.GEMMS)
+    for _ in range(2):
+        net.train_step(X, Y, 0.1)
+    # 3 layers: 3 forward, 3 weight gradients, 2 input gradients, per step; the bias gradients stay FP32
+    calls = emulated.GEMMS[start:]
+    assert sum(c["routine"] == routine and c["compute"] == compute for c in calls) == 2 * (8 if compute else 11)
+    assert sum(c["routine"] == "sgemm" and c["compute"] is None for c in calls) == 2 * (11 if precision == "fp32" else 3)
+
+
+def test_each_recording_network_destroys_its_cublas_handle(gpu):
+    gc.collect()  # networks of earlier tests go first
+    before = emulated.handle_counts()
+    X, Y = problem("mse")
+    net = gb.MLP(SIZES, backend=gpu, seed=0)
+    for _ in range(3):
+        net.train_step(X, Y, 0.1)
+    assert net.recording == "used"
+    assert emulated.handle_counts()["created"] == before["created"] + 1
+    del net
+    gc.collect()
+    assert emulated.handle_counts()["destroyed"] == before["destroyed"] + 1
+
+
+def test_a_recording_that_falls_back_says_so_and_steps_stay_right(gpu, monkeypatch):
+    def unavailable(cupy, stream):
+        raise ImportError("recording a step as a CUDA graph needs cuda.pathfinder, which CuPy >= 14 brings")
+
+    monkeypatch.setattr(gpu, "_capturable_gemm", unavailable)
+    X, Y = problem("mse")
+    net_cpu, net_gpu = pair(gpu, "mse", "sgd", "float64")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            assert net_gpu.train_step(X, Y, 0.1) == pytest.approx(net_cpu.train_step(X, Y, 0.1), rel=1e-10)
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(said) == 1 and "runs eagerly" in said[0] and "CuPy >= 14" in said[0]
+    assert net_gpu.recording.startswith("not used: ImportError")
+
+
+def test_float32_subnormals_flush_on_the_device_and_survive_on_numpy(gpu, cp):
+    """Where the backends differ, stated: CuPy compiles with -ftz=true (appended after our options),
+    so float32 kernel arithmetic flushes subnormal inputs and results to 0; NumPy keeps them.
+    float64 is not affected. (What cuBLAS's own GEMM kernels do with subnormals is not modelled.)"""
+    cpu = gb.get_backend("numpy")
+    param = numpy.array([0.0, 1.0], numpy.float32)
+    grad = numpy.array([2.0**-70, 1.0], numpy.float32)
+    p_cpu, p_gpu = param.copy(), cp.asarray(param)
+
+    def sgd(backend, p, g):  # one unguarded plain SGD update at lr 2^-70
+        state, step = backend.asarray(numpy.zeros((0, 2)), p.dtype), backend.asarray(numpy.zeros(1), numpy.int64)
+        lr, status = backend.asarray(numpy.full(1, 2.0**-70), numpy.float64), backend.asarray(numpy.zeros(4), p.dtype)
+        backend.optimizer_step(gb.Optimizer("sgd"), p, g, state, step, lr, status, check=False, guarded=False,
+                               scratch={})
+
+    sgd(cpu, p_cpu, grad)
+    sgd(gpu, p_gpu, cp.asarray(grad))
+    assert p_cpu[0] == -numpy.float32(2.0**-140) != 0  # NumPy: a subnormal step
+    assert p_gpu.get()[0] == 0  # the device: flushed
+    p64 = cp.asarray(param.astype(numpy.float64))
+    sgd(gpu, p64, cp.asarray(grad.astype(numpy.float64)))
+    assert p64.get()[0] == -(2.0**-140)
