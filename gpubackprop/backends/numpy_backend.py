@@ -11,7 +11,10 @@ scalar or broadcast a 1-D operand), so the calls are made the cheap way:
   operands of equal rank takes NumPy's fast path;
 - the bias gradient Σ_batch δ as one BLAS gemv with a cached ones vector (``numpy.sum`` over an
   axis costs several times more at small sizes and runs one thread at large ones);
-- output positional (``out`` by keyword costs a dict parse per call).
+- output positional (``out`` by keyword costs a dict parse per call);
+- ``train_step`` and ``fit``'s steps planned once per workspace (``numpy_plan``): the calls above
+  bound to their buffers in a list and replayed, with plain SGD's update check proved by a bound
+  (no candidate array) where it can be; the error state set through ``QuietErrors``.
 
 The caches here (0-d constants, ones vectors) hold values that never change after they are made:
 networks sharing this backend share no mutable state.
