@@ -17,8 +17,10 @@ counterpart of a recorded CUDA graph:
 The guard (``check_finite``) for plain SGD (no weight decay) proves instead of computing: with
 ‖g‖² (the gradients' finite check: finite exactly when every gradient is, barring an overflow of
 the sum itself, checked exactly then) and ‖θ‖², every candidate θ − lr·g is finite when
-‖θ‖ + lr·‖g‖ < max/2 (|θᵢ| ≤ ‖θ‖, |gᵢ| ≤ ‖g‖; the factor 2 covers the roundings of the products,
-the sums and lr in the dtype); only when that bound fails does the exact check run (the rule's
+‖θ‖ + lr·‖g‖ < max/2 (|θᵢ| ≤ ‖θ‖, |gᵢ| ≤ ‖g‖, also as computed: a rounded sum of non-negative
+terms never falls below its largest term by more than a rounding, whatever the summation order;
+the factor 2 covers the roundings of lr in the dtype, of lr·g and of θ − lr·g, each a relative
+2⁻²⁴ at most); only when that bound fails does the exact check run (the rule's
 candidates computed and reduced: ``optimizer_step(check=True)``). Two reads of the parameters
 and gradients in place of the exact check's two passes writing a candidate array and its
 reduction. Other rules keep their exact check.

@@ -136,7 +136,7 @@ class Steps:
         loss before the update, or raises NonFiniteLossError for a refused step. ``sync``: the
         data-parallel all-reduce; X None then means this rank has no rows at this step."""
         lr = self.params.lr_views[0]
-        if sync is None and clip is None and self.backend.plans:  # NumPy: the step planned once, no recorder
+        if sync is None and clip is None and self.backend.plans and not self.recorder.records:  # NumPy: planned once
             status = self.step(X, Y, ws, lr, check_finite)
             return read_status(ws, check_finite) if status is None else status_loss(status, check_finite)
         step = lambda: self.step(X, Y, ws, lr, check_finite, sync=sync, clip=clip)  # noqa: E731
