@@ -10,7 +10,8 @@ counterpart of a recorded CUDA graph:
 - it binds the buffers of its workspace, the parameters' flat buffer and views, the optimizer
   and its state buffers: ``valid`` is False (the plan is rebuilt) when any of them was replaced
   (``set_params``, a new optimizer);
-- it binds X and Y (the one or two calls that read them are rebound when other arrays come);
+- it binds X and Y (the calls that read them are rebound when other arrays come; it holds the last
+  batch's arrays, not copies, until the next step);
 - it never binds the learning rate: each run reads it from ``Parameters.lrs`` (the device's
   copy), so a schedule runs on one plan.
 
