@@ -20,7 +20,8 @@ means "fp32".
 
 Versions: 2 (written now) adds ``loss``, ``optimizer`` (its settings as JSON text),
 ``optimizer_state`` ((k, parameters): momentum's velocity or Adam's m and v, laid out like the flat
-parameters W₁, b₁, W₂, ...) and ``optimizer_step`` (Adam's accepted steps). Version 1 files (no
+parameters W₁, b₁, W₂, ...) and ``optimizer_step`` (the accepted optimizer steps: Adam's t, what
+learning-rate schedules count; files written before every optimizer counted hold 0 for sgd and momentum). Version 1 files (no
 such members) still load, as what they were: loss "mse", optimizer "sgd".
 """
 from __future__ import annotations
@@ -229,24 +230,30 @@ def read(path) -> dict:
     if version == 1:
         return dict(layer_sizes=sizes, params=params, loss="mse", optimizer=optimizers.Optimizer(),
                     optimizer_state=None, **meta)
+    return dict(layer_sizes=sizes, params=params, **_training_members(arrays, sizes, meta["dtype"], path), **meta)
+
+
+def _training_members(arrays, sizes, dtype, path) -> dict:
+    """Version 2's loss, optimizer settings and optimizer state, checked."""
     loss = _text(arrays, "loss", path)
     if loss not in losses.NAMES:
         raise CheckpointError(f"{path}: corrupt checkpoint (loss {loss!r}; valid: {', '.join(losses.NAMES)})")
     try:  # the settings by the rules every optimizer is built with (optimizers.Optimizer)
         optimizer = optimizers.from_json(_text(arrays, "optimizer", path))
-        optimizer.check_dtype(meta["dtype"])
+        optimizer.check_dtype(dtype)
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer settings: {exc})") from None
     n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     buffers, step = arrays["optimizer_state"], arrays["optimizer_step"]
     shape = (optimizer.state_buffers, n_params)
-    if buffers.shape != shape or buffers.dtype != numpy.dtype(meta["dtype"]):
+    if optimizer.name == "sgd" and buffers.shape == (1, n_params):  # sgd with weight decay kept an unused
+        buffers = buffers[:0]  # velocity row before optimizers had a file each: dropped, nothing depends on it
+    if buffers.shape != shape or buffers.dtype != numpy.dtype(dtype):
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state is {buffers.dtype} {buffers.shape}, "
-                              f"expected {meta['dtype']} {shape} for {optimizer.describe()})")
+                              f"expected {dtype} {shape} for {optimizer.describe()})")
     if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_step {step!r})")
     problem = optimizer.check_state(buffers, int(step), n_params)  # values no training can produce
     if problem is not None:
         raise CheckpointError(f"{path}: corrupt checkpoint (optimizer_state: expected {problem})")
-    return dict(layer_sizes=sizes, params=params, loss=loss, optimizer=optimizer,
-                optimizer_state={"buffers": buffers, "step": int(step)}, **meta)
+    return dict(loss=loss, optimizer=optimizer, optimizer_state={"buffers": buffers, "step": int(step)})

@@ -290,11 +290,12 @@ class Communicator:
         each rank used; the ranks must hold the same network (architecture, loss, optimizer, dtype:
         checked first, with an error naming the difference)."""
         self.agree("the network", layer_sizes=list(net.layer_sizes), activations=list(net.activations),
-                   dtype=net.dtype.name, loss=net._loss_spec.name, optimizer=net.optimizer.describe(),
+                   dtype=net.dtype.name, loss=net.loss_spec.name, optimizer=net.optimizer.describe(),
                    precision=net.precision)
         sync = self.gradient_sync(net.backend)
         if sync is not None:
-            for array in (net._flat_params, net._optimizer_state, net._optimizer_step):
+            params = net.steps.params
+            for array in (params.flat, params.optimizer_state, params.step):
                 if array.size:
                     sync.transport.broadcast(array)
 
@@ -310,7 +311,7 @@ class Communicator:
 
 def params_crc(net) -> int:
     """CRC-32 of the network's parameter bytes (equal replicas give equal checksums)."""
-    return zlib.crc32(memoryview(numpy.ascontiguousarray(net.backend.to_numpy(net._flat_params))).cast("B"))
+    return zlib.crc32(memoryview(numpy.ascontiguousarray(net.backend.to_numpy(net.steps.params.flat))).cast("B"))
 
 
 def _same_replicas(checksums, when):

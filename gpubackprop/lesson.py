@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy
 
-from .mlp import MLP
+from .model import MLP
 
 LAYER_SIZES = [2, 2, 1]
 HIDDEN_ACTIVATION = "sigmoid"

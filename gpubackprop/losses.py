@@ -2,7 +2,7 @@
 takes, and how its outputs become probabilities and classes.
 
 Everything that lists losses reads this table: ``MLP``, checkpoints, the command line's choices and
-the tests. The math is the backend's ``<name>_loss_grad`` (NumPy reference, CUDA kernel in
+the tests. The math is the backend's ``loss_grad(name, ...)`` (NumPy reference, CUDA kernel in
 ``kernels/loss.cu``): one pass that writes the loss, ∂L/∂ŷ and, for the classification losses, how
 many predictions were right (for accuracy).
 
@@ -29,7 +29,7 @@ import dataclasses
 
 import numpy
 
-from .backends.numpy_backend import sigmoid_into
+from .backends.numpy_layers import sigmoid_into
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +62,7 @@ def probabilities(name: str, z):
             e = numpy.exp(shifted)
         return e / e.sum(axis=1, keepdims=True)
     if name == "sigmoid_binary_cross_entropy":
-        # The sigmoid as the network computes it (numpy_backend.sigmoid_into): relative precision for
+        # The sigmoid as the network computes it (numpy_layers.sigmoid_into): relative precision for
         # every z, so rare events keep distinct scores (float32 σ(-20) = 2.06e-9, not 0); no overflow.
         p = numpy.array(z, dtype=numpy.result_type(z, numpy.float32), copy=True)
         with numpy.errstate(under="ignore"):  # e^-|z| is subnormal, then 0, for large |z|: as it should be

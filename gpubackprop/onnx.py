@@ -77,6 +77,7 @@ def to_onnx(net, path=None, *, probabilities=False, opset=None, binary_two_colum
             z = a
         h = z
     outputs = [helper.make_tensor_value_info("Y", elem, ["N", net.layer_sizes[-1]])]
+    width = None
     if probabilities:
         if net.loss == "softmax_cross_entropy":
             nodes.append(helper.make_node("Softmax", ["Y"], ["probabilities"], name="softmax", axis=1))
@@ -94,26 +95,7 @@ def to_onnx(net, path=None, *, probabilities=False, opset=None, binary_two_colum
     if labels is not None:
         if not probabilities:
             raise ValueError("labels are read off the probabilities: pass probabilities=True with labels")
-        if isinstance(labels, str) and labels == "indicator":
-            initializers.append(numpy_helper.from_array(numpy.full((1, 1), 0.5, dtype), "half"))
-            nodes.append(helper.make_node("Greater", ["probabilities", "half"], ["above_half"], name="above_half"))
-            nodes.append(helper.make_node("Cast", ["above_half"], ["label"], name="indicator", to=TensorProto.INT64))
-            outputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["N", width]))
-        else:
-            classes = numpy.asarray(labels)
-            if classes.ndim != 1 or classes.shape[0] != width:
-                raise ValueError(f"labels must hold one label per column of the probabilities ({width}), "
-                                 f"got shape {classes.shape}")
-            if classes.dtype.kind in "iub":
-                classes, label_type = classes.astype(numpy.int64), TensorProto.INT64
-            elif classes.dtype.kind == "f":
-                classes, label_type = classes.astype(numpy.float64), TensorProto.DOUBLE
-            else:
-                classes, label_type = numpy.array([str(c) for c in classes], dtype=object), TensorProto.STRING
-            initializers.append(numpy_helper.from_array(classes, "classes"))
-            nodes.append(helper.make_node("ArgMax", ["probabilities"], ["column"], name="argmax", axis=1, keepdims=0))
-            nodes.append(helper.make_node("Gather", ["classes", "column"], ["label"], name="label", axis=0))
-            outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
+        outputs.append(_label_nodes(labels, width, dtype, nodes, initializers))
     graph = helper.make_graph(nodes, graph_name, [helper.make_tensor_value_info("X", elem, ["N", net.layer_sizes[0]])],
                               outputs, initializer=initializers)
     opsets = [helper.make_opsetid("", opset)]
@@ -124,3 +106,29 @@ def to_onnx(net, path=None, *, probabilities=False, opset=None, binary_two_colum
     if path is not None:
         onnx.save_model(model, str(path) if not hasattr(path, "write") else path)
     return model
+
+
+def _label_nodes(labels, width, dtype, nodes, initializers):
+    """The "label" output's nodes and initializers (appended), read off "probabilities" (``width``
+    columns); returns the output's value info."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if isinstance(labels, str) and labels == "indicator":
+        initializers.append(numpy_helper.from_array(numpy.full((1, 1), 0.5, dtype), "half"))
+        nodes.append(helper.make_node("Greater", ["probabilities", "half"], ["above_half"], name="above_half"))
+        nodes.append(helper.make_node("Cast", ["above_half"], ["label"], name="indicator", to=TensorProto.INT64))
+        return helper.make_tensor_value_info("label", TensorProto.INT64, ["N", width])
+    classes = numpy.asarray(labels)
+    if classes.ndim != 1 or classes.shape[0] != width:
+        raise ValueError(f"labels must hold one label per column of the probabilities ({width}), "
+                         f"got shape {classes.shape}")
+    if classes.dtype.kind in "iub":
+        classes, label_type = classes.astype(numpy.int64), TensorProto.INT64
+    elif classes.dtype.kind == "f":
+        classes, label_type = classes.astype(numpy.float64), TensorProto.DOUBLE
+    else:
+        classes, label_type = numpy.array([str(c) for c in classes], dtype=object), TensorProto.STRING
+    initializers.append(numpy_helper.from_array(classes, "classes"))
+    nodes.append(helper.make_node("ArgMax", ["probabilities"], ["column"], name="argmax", axis=1, keepdims=0))
+    nodes.append(helper.make_node("Gather", ["classes", "column"], ["label"], name="label", axis=0))
+    return helper.make_tensor_value_info("label", label_type, ["N"])

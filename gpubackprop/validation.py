@@ -103,6 +103,54 @@ def check_lr(lr, dtype=None) -> float:
     return lr
 
 
+def check_loss_fits(spec, output_activation: str, layer_sizes) -> object:
+    """``spec`` (a row of ``losses.TABLE``) when the network's output activation and size suit it:
+    a loss on logits needs the identity output, a classification loss one output per class."""
+    if spec.output_activation is not None and output_activation != spec.output_activation:
+        raise ValueError(f"loss {spec.name!r} takes logits: its output_activation must be "
+                         f"{spec.output_activation!r} (the {spec.name.split('_')[0]} lives in the loss), "
+                         f"got {output_activation!r}")
+    if layer_sizes[-1] < spec.min_outputs:
+        raise ValueError(f"loss {spec.name!r} needs at least {spec.min_outputs} outputs (one per class), "
+                         f"got layer_sizes {layer_sizes}")
+    return spec
+
+
+def check_scheduled_lr(lr, dtype=None) -> float:
+    """A learning-rate schedule's value as a Python float: a real number, finite and >= 0 (0, or a
+    value that rounds to 0 in ``dtype``, is a step that changes nothing: a cosine's end), and with
+    ``dtype`` not beyond what it holds."""
+    if isinstance(lr, (bool, numpy.bool_)) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"a scheduled lr must be a finite number >= 0, got {lr!r} ({type(lr).__name__})")
+    lr = float(lr)
+    if not (0.0 <= lr <= _DTYPE_MAX.get(dtype, math.inf)):  # False for NaN too
+        limit = "" if dtype is None else f" (and at most {_DTYPE_MAX[dtype]:.4g} for {dtype})"
+        raise ValueError(f"a scheduled lr must be a finite number >= 0{limit}, got {lr!r}")
+    return lr
+
+
+def check_clip_norm(clip_norm) -> float | None:
+    """``clip_norm`` (gradient clipping by global norm) as a float > 0, or None (no clipping)."""
+    if clip_norm is None:
+        return None
+    if isinstance(clip_norm, (bool, numpy.bool_)) or not isinstance(clip_norm, numbers.Real):
+        raise TypeError(f"clip_norm must be a positive finite number or None, got {clip_norm!r} "
+                        f"({type(clip_norm).__name__})")
+    value = float(clip_norm)
+    if not (0.0 < value < math.inf):
+        raise ValueError(f"clip_norm must be a positive finite number or None, got {clip_norm!r}")
+    return value
+
+
+def positive_int(name, value) -> int:
+    """``value`` as an int >= 1, else a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def _check_kind(array, name: str):
     if array.dtype.kind not in _REAL_KINDS:
         what = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"

@@ -6,6 +6,9 @@
 #define GB_REAL float
 #endif
 typedef GB_REAL real;
+#ifndef GB_STATUS_GUARD
+#error "GB_STATUS_* and GB_TOTALS_* are defined by gpubackprop.layouts.cuda_defines(), prepended to the source"
+#endif
 
 // out[r, :] = source[order[cursor[0] + r], :] for r < rows: the rows of the next batch of the
 // epoch's permutation. The cursor is read on the device, so a recorded step (CUDA graph) gathers
@@ -21,31 +24,32 @@ extern "C" __global__ void gather_rows_at(const real* source, const long long* o
     }
 }
 
-// One thread, between the finite checks and the update. totals = {Σ loss·rows, good steps,
-// loss, gradient check and update check of the first bad step (0 until a step is bad), Σ right
-// predictions}; status = {loss, gradient check, update check, right predictions} of this step,
-// the first three the update's guard. A step is good when its
+// One thread, between the finite checks and the update. totals and status: the layouts TOTALS and
+// STATUS of gpubackprop/layouts.py (GB_TOTALS_*, GB_STATUS_*); the status slots before
+// GB_STATUS_CORRECT are the update's guard. A step is good when its
 // status is finite and no earlier step since the totals were zeroed was bad; a bad step's status
 // is kept and every later step is refused by making its guard non-finite (sticky), so the parameters
 // stay those after the last good step. In double, as the host's float sum it replaces.
 extern "C" __global__ void accumulate_step(real* status, double* totals, double rows) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    const bool earlier_good = isfinite(totals[2]) && isfinite(totals[3]) && isfinite(totals[4]);
+    const bool earlier_good = isfinite(totals[GB_TOTALS_BAD_LOSS]) && isfinite(totals[GB_TOTALS_BAD_GRAD_CHECK])
+                              && isfinite(totals[GB_TOTALS_BAD_UPDATE_CHECK]);
     if (!earlier_good) {
-        // Refused: sgd_update skips a non-finite guard, and the bad step's sum is non-finite.
-        status[1] = (real)(totals[2] + totals[3] + totals[4]);
+        // Refused: the guarded update skips a non-finite guard, and the bad step's sum is non-finite.
+        status[GB_STATUS_GRAD_CHECK] = (real)(totals[GB_TOTALS_BAD_LOSS] + totals[GB_TOTALS_BAD_GRAD_CHECK]
+                                              + totals[GB_TOTALS_BAD_UPDATE_CHECK]);
         return;
     }
-    const double loss = (double)status[0];
-    const double check = (double)status[1];
-    const double update = (double)status[2];
+    const double loss = (double)status[GB_STATUS_LOSS];
+    const double check = (double)status[GB_STATUS_GRAD_CHECK];
+    const double update = (double)status[GB_STATUS_UPDATE_CHECK];
     if (isfinite(loss) && isfinite(check) && isfinite(update)) {
-        totals[0] = totals[0] + loss * rows;
-        totals[1] = totals[1] + 1.0;
-        totals[5] = totals[5] + (double)status[3];
+        totals[GB_TOTALS_LOSS_ROWS] = totals[GB_TOTALS_LOSS_ROWS] + loss * rows;
+        totals[GB_TOTALS_GOOD_STEPS] = totals[GB_TOTALS_GOOD_STEPS] + 1.0;
+        totals[GB_TOTALS_CORRECT] = totals[GB_TOTALS_CORRECT] + (double)status[GB_STATUS_CORRECT];
     } else {
-        totals[2] = loss;
-        totals[3] = check;
-        totals[4] = update;
+        totals[GB_TOTALS_BAD_LOSS] = loss;
+        totals[GB_TOTALS_BAD_GRAD_CHECK] = check;
+        totals[GB_TOTALS_BAD_UPDATE_CHECK] = update;
     }
 }

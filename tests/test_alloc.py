@@ -6,7 +6,7 @@ freed inside a step). The slack allows NumPy's fixed-size iterator buffer (numpy
 elements, used by broadcasting ufuncs whatever the array size) and Python-object noise; the
 large networks are sized so that every weight and activation array is bigger than that slack,
 so one temporary or leaked copy of any of them fails the test. (Biases are small, but they go
-through the same sum_rows / sgd_update code as the weights.)
+through the same sum_rows / optimizer_step code as the weights.)
 """
 import tracemalloc
 
@@ -115,10 +115,10 @@ def test_the_check_would_see_a_temporary_array():
 
 def test_buffers_are_kept_for_a_bounded_number_of_batch_sizes():
     # forward/predict on ever new batch sizes must not grow memory without bound.
-    from gpubackprop.mlp import _MAX_WORKSPACES
+    from gpubackprop.model.step import MAX_WORKSPACES as _MAX_WORKSPACES
 
     net = gb.MLP([3, 5, 2], backend="numpy", seed=0)
     for batch in range(1, 3 * _MAX_WORKSPACES):
         net.forward(numpy.ones((batch, 3)))
-    assert len(net._workspaces) == _MAX_WORKSPACES
-    assert max(net._workspaces) == 3 * _MAX_WORKSPACES - 1  # the newest are kept
+    assert len(net.steps.workspaces) == _MAX_WORKSPACES
+    assert max(net.steps.workspaces) == 3 * _MAX_WORKSPACES - 1  # the newest are kept

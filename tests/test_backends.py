@@ -241,7 +241,7 @@ def test_each_backend_implements_the_whole_interface_with_its_signatures(cls):
         parameters = lambda c: [(p.name, p.kind, p.default) for p in inspect.signature(getattr(c, name)).parameters.values()]  # noqa: E731
         assert parameters(cls) == parameters(Backend), name
     # The operations a training step runs are among them.
-    assert {"matmul", "bias_activation", "activation_backward", "mse_loss_grad", "sgd_update"} <= Backend.__abstractmethods__
+    assert {"matmul", "bias_activation", "activation_backward", "optimizer_step", "finite_check"} <= Backend.__abstractmethods__
 
 
 def test_the_base_class_is_an_interface_only():

@@ -34,7 +34,7 @@ def rng():
 def run(backend, name, z, y, to_device):
     grad = backend.empty(z.shape, z.dtype)
     loss, correct = backend.empty((), z.dtype), backend.empty((), z.dtype)
-    getattr(backend, f"{name}_loss_grad")(to_device(z), to_device(y), grad, loss, correct, {})
+    backend.loss_grad(name, to_device(z), to_device(y), grad, loss, correct, {})
     return float(loss), backend.to_numpy(grad), float(correct)
 
 
@@ -87,43 +87,53 @@ def flat_problem(rng, dtype, n=1_000_003):
             rng.normal(0, 0.1, n).astype(dtype), rng.uniform(0, 0.1, n).astype(dtype))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("nesterov, weight_decay", [(False, 0.0), (True, 0.01)])
-def test_momentum_kernel(cp, gpu, cpu, rng, dtype, nesterov, weight_decay, race_check):
-    param, grad, velocity, _ = flat_problem(rng, dtype)
-    p_cpu, b_cpu = param.copy(), velocity.copy()
-    cpu.momentum_update(p_cpu, grad, b_cpu, 0.05, 0.9, nesterov, weight_decay, None, {})
-    p_gpu, b_gpu = cp.asarray(param), cp.asarray(velocity)
-    gpu.momentum_update(p_gpu, cp.asarray(grad), b_gpu, 0.05, 0.9, nesterov, weight_decay, None, {})
-    numpy.testing.assert_allclose(cp.asnumpy(p_gpu), p_cpu, rtol=RTOL[dtype], atol=0)
-    numpy.testing.assert_allclose(cp.asnumpy(b_gpu), b_cpu, rtol=RTOL[dtype], atol=0)
+def optimizer_pass(backend, name, param, grad, state, step, lr, status, *, check, guarded=True, clip=None, **options):
+    """One pass of ``backend.optimizer_step`` for the rule ``name`` (lr as the (1,) float64 device array it reads)."""
+    lr_array = backend.asarray(numpy.full(1, lr), numpy.float64)
+    backend.optimizer_step(gb.Optimizer(name, **options), param, grad, state, step, lr_array, status, check=check,
+                           guarded=guarded, clip=clip, scratch={})
+
+
+RULE_CASES = [("sgd", {"weight_decay": 0.01}), ("momentum", {"nesterov": False}),
+              ("momentum", {"nesterov": True, "weight_decay": 0.01}), ("adam", {}), ("adam", {"weight_decay": 0.1}),
+              ("adamw", {"weight_decay": 0.1})]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adam_kernel_and_its_device_step_count(cp, gpu, cpu, rng, dtype, weight_decay, race_check):
+@pytest.mark.parametrize("name, options", RULE_CASES)
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_every_rule_kernel_and_its_device_step_count_match_numpy(cp, gpu, cpu, rng, dtype, name, options, clip,
+                                                               race_check):
     param, grad, m, v = flat_problem(rng, dtype)
-    host = [param.copy(), m.copy(), v.copy(), numpy.array([4], numpy.int64)]
-    dev = [cp.asarray(param), cp.asarray(m), cp.asarray(v), cp.asarray(host[3])]
+    k = gb.Optimizer(name, **options).state_buffers
+    state = numpy.stack([m, v][:k]) if k else numpy.zeros((0, param.size), dtype)
+    # status: [loss, Σ g² (the clipping norm's square, as the gradients' check writes it), update check, correct]
+    status = numpy.array([0.5, float(numpy.dot(grad.astype(numpy.float64), grad)), 0.0, 0.0], dtype)
+    host = [param.copy(), state.copy(), numpy.array([4], numpy.int64), status.copy()]
+    dev = [cp.asarray(a) for a in host]
     for _ in range(3):
-        cpu.adam_update(host[0], grad, host[1], host[2], host[3], 1e-3, 0.9, 0.999, 1e-8, weight_decay, None, {})
-        gpu.adam_update(dev[0], cp.asarray(grad), dev[1], dev[2], dev[3], 1e-3, 0.9, 0.999, 1e-8, weight_decay, None, {})
-    assert int(dev[3][0]) == host[3][0] == 7
-    for h, d in zip(host[:3], dev[:3]):
+        for check in (True, False):
+            optimizer_pass(cpu, name, host[0], grad, host[1], host[2], 1e-3, host[3], check=check, clip=clip, **options)
+            optimizer_pass(gpu, name, dev[0], cp.asarray(grad), dev[1], dev[2], 1e-3, dev[3], check=check, clip=clip,
+                           **options)
+    assert int(dev[2][0]) == host[2][0] == 7
+    assert float(dev[3][2]) == float(host[3][2]) == 0.0  # the check passed, on both
+    # --fmad=false: the same roundings elementwise; Adam's pow/sqrt in double may differ by an ulp.
+    for h, d in zip(host[:2], dev[:2]):
         numpy.testing.assert_allclose(cp.asnumpy(d), h, rtol=RTOL[dtype] * 10, atol=0)
 
 
-@pytest.mark.parametrize("name", ["momentum", "adam"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
 def test_guarded_kernels_refuse_and_change_nothing(cp, gpu, rng, name, race_check):
-    param, grad, m, v = (cp.asarray(a) for a in flat_problem(rng, "float32", 10_000))
+    param, grad, m, v = flat_problem(rng, "float32", 10_000)
+    k = gb.Optimizer(name).state_buffers
+    state = cp.asarray(numpy.stack([m, v][:k]) if k else numpy.zeros((0, param.size), numpy.float32))
+    param, grad = cp.asarray(param), cp.asarray(grad)
     step = cp.asarray(numpy.array([2], numpy.int64))
-    before = [a.copy() for a in (param, m, v, step)]
-    guard = cp.asarray(numpy.array([1.0, numpy.nan], numpy.float32))
-    if name == "momentum":
-        gpu.momentum_update(param, grad, m, 0.1, 0.9, True, 0.01, guard, {})
-    else:
-        gpu.adam_update(param, grad, m, v, step, 0.1, 0.9, 0.999, 1e-8, 0.01, guard, {})
-    for a, b in zip(before, (param, m, v, step)):
+    before = [a.copy() for a in (param, state, step)]
+    status = cp.asarray(numpy.array([1.0, numpy.nan, 0.0, 0.0], numpy.float32))
+    optimizer_pass(gpu, name, param, grad, state, step, 0.1, status, check=False)
+    for a, b in zip(before, (param, state, step)):
         assert cp.asnumpy(a).tobytes() == cp.asnumpy(b).tobytes()
 
 

@@ -310,7 +310,7 @@ def test_a_csv_with_a_utf8_byte_order_mark_loads(tmp_path, capsys):
     '# made by hand\nx;y;t\n1.5;2;3\n-4e-3;5;6 # a note\n7;8;9;\n',  # comments, ';', one trailing ';'
 ])
 def test_the_fast_csv_path_reads_what_the_cell_loop_reads(tmp_path, monkeypatch, text):
-    from gpubackprop import cli_text
+    from gpubackprop.cli import text as cli_text
 
     (tmp_path / "d.csv").write_text(text)
     if text.endswith(";\n"):  # a trailing delimiter on one line only: loadtxt refuses, the cells say where

@@ -7,7 +7,8 @@ import numpy
 import pytest
 
 import gpubackprop as gb
-from gpubackprop import cli, cli_text
+from gpubackprop import cli
+from gpubackprop.cli import text as cli_text
 
 ROWS = 40
 

@@ -16,7 +16,8 @@ import numpy
 import pytest
 
 import gpubackprop as gb
-from gpubackprop import checkpoint, cli, cli_train, extras, training
+from gpubackprop import checkpoint, cli, extras, training
+from gpubackprop.cli import data as cli_train
 from gpubackprop.backends import ENV_VAR
 
 REPO = Path(__file__).resolve().parent.parent

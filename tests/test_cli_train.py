@@ -192,7 +192,7 @@ def test_early_stopping_reports_the_kept_epoch(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--optimizer", "sgd", "--beta1", "0.8"], r"beta1 applies to optimizer 'adam', not 'sgd'"),
+    (["--optimizer", "sgd", "--beta1", "0.8"], r"beta1 applies to optimizer 'adam' or 'adamw', not 'sgd'"),
     (["--optimizer", "momentum", "--momentum", "1.5"], r"momentum must be in \[0, 1\)"),
     (["--patience", "0"], r"--patience must be a positive number of epochs"),
     (["--patience", "3", "--val-fraction", "0"], r"--patience watches the validation loss"),

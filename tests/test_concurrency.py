@@ -86,8 +86,8 @@ def test_networks_do_not_share_scratch_buffers():
     X, Y = numpy.ones((3, 4)), numpy.ones((3, 1))
     a.train_step(X, Y, 0.1)
     b.train_step(X, Y, 0.1)
-    scratch_a = {id(v) for ws in a._workspaces.values() for v in ws.scratch.values()}
-    scratch_b = {id(v) for ws in b._workspaces.values() for v in ws.scratch.values()}
+    scratch_a = {id(v) for ws in a.steps.workspaces.values() for v in ws.scratch.values()}
+    scratch_b = {id(v) for ws in b.steps.workspaces.values() for v in ws.scratch.values()}
     assert scratch_a and scratch_b and not scratch_a & scratch_b
     assert not hasattr(a.backend, "_scratch")
 
@@ -247,7 +247,7 @@ def test_networks_on_two_devices_allocate_and_compute_on_their_own(tmp_path):
 
     run_in_threads(lambda: use(nets[0], devices[1]), lambda: use(nets[1], devices[0]))
     operations = {name for _, _, name in SimulatedDevice.calls}
-    assert {"empty", "matmul", "bias_activation", "activation_backward", "sgd_update", "gather_rows_at", "accumulate_step", "to_host"} <= operations
+    assert {"empty", "matmul", "bias_activation", "activation_backward", "optimizer_step", "gather_rows_at", "accumulate_step", "to_host"} <= operations
     wrong = [call for call in SimulatedDevice.calls if call[0] != call[1]]
     assert not wrong, f"work ran with another device current: {wrong[:5]}"
     assert {own for own, _, _ in SimulatedDevice.calls} == {0, 1}
@@ -293,4 +293,4 @@ def test_networks_on_two_gpus_compute_on_their_own_device():
     assert losses0 == losses1
     for i, net in enumerate(nets):
         assert all(W.device.id == i for W in net.weights)
-        assert all(ws.inputs.device.id == i for ws in net._workspaces.values())
+        assert all(ws.inputs.device.id == i for ws in net.steps.workspaces.values())

@@ -85,7 +85,7 @@ def test_train_step_and_fit_match_numpy(gpu, loss, optimizer, dtype):
         assert history_g.accuracy == history_c.accuracy
     assert_params_close(net_cpu, net_gpu, STEP_RTOL[dtype], "after fit")
     state_c, state_g = net_cpu.get_optimizer_state(), net_gpu.get_optimizer_state()
-    assert state_g["step"] == state_c["step"] == (3 + 15 if optimizer == "adam" else 0)
+    assert state_g["step"] == state_c["step"] == 3 + 15  # every optimizer counts its accepted steps
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -108,7 +108,7 @@ def test_fit_refuses_from_the_first_bad_step_on_as_numpy_does(gpu, cp, dtype, wh
         with pytest.raises(gb.NonFiniteLossError) as info:
             net.fit(arrays["X"], arrays["Y"], epochs=2, batch_size=8, lr=0.05, seed=7, progress=False)
         messages.append(str(info.value))
-        assert f"epoch 1, batch {batch} of 5" in messages[-1]
+        assert f"epoch 3, batch {batch} of 5" in messages[-1]  # the first epoch of this fit: the network's third
     assert net_gpu.get_optimizer_state()["step"] == net_cpu.get_optimizer_state()["step"] == 10 + batch - 1
     assert_params_close(net_cpu, net_gpu, STEP_RTOL[dtype], "after the refused fit")
 
@@ -139,19 +139,23 @@ def test_elementwise_kernels_without_transcendentals_are_bit_identical_to_numpy(
     n = 10_007
     param, g, m = (rng.normal(size=n).astype(dtype) for _ in range(3))
     v = rng.uniform(0, 1, n).astype(dtype)
-    for name, args in (("sgd_update", (0.1, None)), ("momentum_update", (0.1, 0.9, True, 0.01, None)),
-                       ("adam_update", (1e-3, 0.9, 0.999, 1e-8, 0.01, None))):
-        host = [param.copy(), g, m.copy(), v.copy(), numpy.array([3], numpy.int64)]
+    status = numpy.array([0.5, float(numpy.dot(g.astype(numpy.float64), g)), 0.0, 0.0], dtype)
+    for name, options, clip in (("sgd", {}, None), ("sgd", {"weight_decay": 0.01}, 1.0),
+                                ("momentum", {"nesterov": True, "weight_decay": 0.01}, None),
+                                ("adam", {"weight_decay": 0.01}, None), ("adamw", {"weight_decay": 0.1}, 1.0)):
+        optimizer = gb.Optimizer(name, **options)
+        state = numpy.stack([m, v][:optimizer.state_buffers]) if optimizer.state_buffers else numpy.zeros((0, n), dtype)
+        host = [param.copy(), g, state, numpy.array([3], numpy.int64), numpy.full(1, 1e-3), status.copy()]
         dev = [cp.asarray(a) for a in host]
-        count = {"sgd_update": 2, "momentum_update": 3, "adam_update": 5}[name]
-        getattr(cpu, name)(*host[:count], *args, {})
-        getattr(gpu, name)(*dev[:count], *args, {})
+        for check in (True, False):  # the guarded update's two passes, each as one kernel
+            cpu.optimizer_step(optimizer, *host, check=check, clip=clip, scratch={})
+            gpu.optimizer_step(optimizer, *dev, check=check, clip=clip, scratch={})
         for h, d in zip(host, dev):  # (Adam's two double pows: the C library's on both sides here)
             assert d.get().tobytes() == h.tobytes(), name
     yhat, y = rng.normal(size=(50, 3)).astype(dtype), rng.normal(size=(50, 3)).astype(dtype)
     grad_c, grad_g = numpy.empty_like(yhat), cp.empty(yhat.shape, dtype)
-    cpu.mse_loss_grad(yhat, y, grad_c, numpy.empty((), dtype))
-    gpu.mse_loss_grad(cp.asarray(yhat), cp.asarray(y), grad_g, cp.empty((), dtype))
+    cpu.loss_grad("mse", yhat, y, grad_c, numpy.empty((), dtype), numpy.empty((), dtype), {})
+    gpu.loss_grad("mse", cp.asarray(yhat), cp.asarray(y), grad_g, cp.empty((), dtype), cp.empty((), dtype), {})
     assert grad_g.get().tobytes() == grad_c.tobytes()
 
 
@@ -174,8 +178,8 @@ def test_transcendental_kernels_within_a_few_ulps_of_numpy(gpu, cp, dtype):
             grad_c, grad_g = numpy.empty_like(z), cp.empty(z.shape, dtype)
             loss_c, loss_g = numpy.empty((), dtype), cp.empty((), dtype)
             correct_c, correct_g = numpy.empty((), dtype), cp.empty((), dtype)
-            getattr(cpu, f"{name}_loss_grad")(z, y, grad_c, loss_c, correct_c, {})
-            getattr(gpu, f"{name}_loss_grad")(cp.asarray(z), cp.asarray(y), grad_g, loss_g, correct_g, {})
+            cpu.loss_grad(name, z, y, grad_c, loss_c, correct_c, {})
+            gpu.loss_grad(name, cp.asarray(z), cp.asarray(y), grad_g, loss_g, correct_g, {})
             # the gradient: (p − y)/B with p within a few ulp of 1, so ulps of 1/B; 9-term row sums: +9
             assert ulps(grad_g.get(), grad_c, 1.0 / 200) <= 4 + 9, name
             # the loss: 1800 (or 200) terms, added per thread then in a tree here, pairwise in NumPy
@@ -264,10 +268,17 @@ def test_float32_subnormals_flush_on_the_device_and_survive_on_numpy(gpu, cp):
     param = numpy.array([0.0, 1.0], numpy.float32)
     grad = numpy.array([2.0**-70, 1.0], numpy.float32)
     p_cpu, p_gpu = param.copy(), cp.asarray(param)
-    cpu.sgd_update(p_cpu, grad, 2.0**-70, None, {})
-    gpu.sgd_update(p_gpu, cp.asarray(grad), 2.0**-70, None, {})
+
+    def sgd(backend, p, g):  # one unguarded plain SGD update at lr 2^-70
+        state, step = backend.asarray(numpy.zeros((0, 2)), p.dtype), backend.asarray(numpy.zeros(1), numpy.int64)
+        lr, status = backend.asarray(numpy.full(1, 2.0**-70), numpy.float64), backend.asarray(numpy.zeros(4), p.dtype)
+        backend.optimizer_step(gb.Optimizer("sgd"), p, g, state, step, lr, status, check=False, guarded=False,
+                               scratch={})
+
+    sgd(cpu, p_cpu, grad)
+    sgd(gpu, p_gpu, cp.asarray(grad))
     assert p_cpu[0] == -numpy.float32(2.0**-140) != 0  # NumPy: a subnormal step
     assert p_gpu.get()[0] == 0  # the device: flushed
     p64 = cp.asarray(param.astype(numpy.float64))
-    gpu.sgd_update(p64, cp.asarray(grad.astype(numpy.float64)), 2.0**-70, None, {})
+    sgd(gpu, p64, cp.asarray(grad.astype(numpy.float64)))
     assert p64.get()[0] == -(2.0**-140)

@@ -19,14 +19,14 @@ def record_steps(net):
     """Wrap the network's training step (what train_step and fit run per batch) to record
     (X copy, Y copy, loss); NumPy runs it eagerly, so the loss is in the workspace right after."""
     calls = []
-    original = net._step
+    original = net.steps.step
 
-    def step(X, Y, ws, lr, check_finite, totals=None):
+    def step(X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None):
         X_copy, Y_copy = numpy.array(X), numpy.array(Y)  # the batch buffers are reused
-        original(X, Y, ws, lr, check_finite, totals)
+        original(X, Y, ws, lr, check_finite, totals, sync, clip)
         calls.append((X_copy, Y_copy, float(ws.loss)))
 
-    net._step = step
+    net.steps.step = step
     return calls
 
 
@@ -157,13 +157,13 @@ def test_predict_chunks_and_matches_forward(backend):
     X, _ = sincos(103)
     net = gb.MLP([2, 7, 3], backend=backend, dtype="float64", seed=4)
     sizes = []
-    forward, forward_pass = net.forward, net._forward
+    forward, forward_pass = net.forward, net.steps.forward
 
     def spy(batch, ws, trace=None):  # the forward pass of each chunk
         sizes.append(batch.shape[0])
         return forward_pass(batch, ws, trace)
 
-    net._forward = spy
+    net.steps.forward = spy
     chunked = net.predict(X, batch_size=25)
     assert sizes == [25, 25, 25, 25, 3]
     assert isinstance(chunked, numpy.ndarray) and chunked.shape == (103, 3) and chunked.dtype == numpy.float64
@@ -180,9 +180,9 @@ def test_predict_chunks_and_matches_forward(backend):
 
 def test_predict_default_chunk_bounds_the_workspace():
     net = gb.MLP([2, 1 << 14, 1], backend="numpy", seed=0)
-    assert training._predict_chunk(net) == 256  # 2**22 elements / 16384 wide
+    assert training.evaluation.predict_chunk(net) == 256  # 2**22 elements / 16384 wide
     net = gb.MLP([2, 32, 1], backend="numpy", seed=0)
-    assert training._predict_chunk(net) == (1 << 22) // 32
+    assert training.evaluation.predict_chunk(net) == (1 << 22) // 32
 
 
 def test_no_allocation_per_batch():
@@ -255,7 +255,7 @@ class KeyCountingRecorder:
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_fit_reuses_one_set_of_buffers_so_a_recorded_step_replays_for_every_batch(shuffle, monkeypatch):
     net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
-    recorder = net._recorder = KeyCountingRecorder()
+    recorder = net.steps.recorder = KeyCountingRecorder()
     checked = []
     original = gb.validation.as_batch
     monkeypatch.setattr(gb.validation, "as_batch", lambda *a, **k: checked.append(a[2]) or original(*a, **k))
@@ -394,7 +394,7 @@ def test_fit_called_again_reuses_its_buffers_and_so_its_recordings():
     """fit one epoch at a time (a common loop) replays the same recorded launches: the network
     keeps fit's device buffers, whose addresses are part of the recording keys."""
     net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
-    recorder = net._recorder = KeyCountingRecorder()
+    recorder = net.steps.recorder = KeyCountingRecorder()
     X, Y = sincos(100)
     X, Y = X.astype(numpy.float32), Y.astype(numpy.float32).reshape(-1, 1)  # used as they are: no copy per fit
     net.fit(X, Y, epochs=1, batch_size=16, lr=0.1, seed=0, progress=False)
@@ -403,4 +403,4 @@ def test_fit_called_again_reuses_its_buffers_and_so_its_recordings():
     net.fit(X, Y, epochs=1, batch_size=16, lr=0.1, seed=1, progress=False)
     assert recorder.keys == first
     net.fit(X[:50], Y[:50], epochs=1, batch_size=16, lr=0.1, seed=1, progress=False)  # another size: new buffers
-    assert net._fit_state[0] == 50
+    assert net.steps.fit_state[0] == 50

@@ -52,7 +52,7 @@ def test_keyboard_interrupt_mid_epoch_ends_fit_at_a_step_boundary(monkeypatch):
 
     net = gb.MLP([2, 8, 1], backend="numpy", seed=0)
     steps = []
-    original = net._fit_step
+    original = net.steps.fit_step
 
     def step_then_maybe_interrupt(*args):
         if len(steps) == 13:  # the 4th step of epoch 2: Ctrl-C arrives between two steps
@@ -60,7 +60,7 @@ def test_keyboard_interrupt_mid_epoch_ends_fit_at_a_step_boundary(monkeypatch):
         original(*args)
         steps.append(1)
 
-    monkeypatch.setattr(net, "_fit_step", step_then_maybe_interrupt)
+    monkeypatch.setattr(net.steps, "fit_step", step_then_maybe_interrupt)
     with pytest.raises(gb.TrainingInterrupted) as info:
         net.fit(X, Y, epochs=5, lr=0.1, seed=3, progress=False)
     error = info.value
@@ -97,11 +97,12 @@ def test_keyboard_interrupt_from_on_epoch_keeps_that_epoch_in_the_history():
 
 
 def test_ctrl_c_inside_a_step_is_held_until_the_step_is_done(monkeypatch):
-    """A real SIGINT arriving between Adam's moment update and its parameter update: the step still
-    completes, so the parameters, both moments and the step count all agree with 5 whole steps."""
+    """A real SIGINT arriving inside Adam's update, after the parameters and moments are written
+    and before the step count advances: the step still completes, so the parameters, both moments
+    and the step count all agree with 5 whole steps."""
     import signal
 
-    from gpubackprop.backends.numpy_backend import NumpyBackend
+    from gpubackprop.optimizers.adam import Adam
 
     rng = numpy.random.default_rng(0)
     X, Y = rng.normal(size=(64, 3)), rng.normal(size=(64, 1))
@@ -110,15 +111,15 @@ def test_ctrl_c_inside_a_step_is_held_until_the_step_is_done(monkeypatch):
     reference.fit(X[:40], Y[:40], epochs=1, batch_size=8, lr=0.01, shuffle=False, progress=False)  # 5 steps
 
     net, calls = make(), []
-    original = NumpyBackend._adam_candidate
+    original = Adam.numpy_step
 
     def candidate_then_sigint(self, *args):
-        original(self, *args)  # the check pass (even calls) or the update's m and v (odd calls)
+        original(self, *args)  # the check pass (odd calls) or the update (even calls)
         calls.append(None)
-        if len(calls) == 10:  # the 5th step's update: m, v written, the parameters not yet
+        if len(calls) == 10:  # the 5th step's update: parameters, m, v written, the step count not yet
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(NumpyBackend, "_adam_candidate", candidate_then_sigint)
+    monkeypatch.setattr(Adam, "numpy_step", candidate_then_sigint)
     with pytest.raises(gb.TrainingInterrupted):
         net.fit(X, Y, epochs=1, batch_size=8, lr=0.01, shuffle=False, progress=False)
     assert len(calls) == 10  # nothing ran after the step the signal came in

@@ -106,7 +106,7 @@ def test_every_ending_leaves_the_best_epoch_in_the_network(ending, monkeypatch):
             if ending == "BatchTooLargeError":  # as an out-of-memory in the next epoch's buffers would
                 def refuse(*args, **kwargs):
                     raise gb.BatchTooLargeError("a batch of 48 rows does not fit", 48, 1 << 40)
-                monkeypatch.setattr(gb.training, "_loss_sums", refuse)
+                monkeypatch.setattr(gb.training.loop, "loss_sums", refuse)
             if ending == "overflow":
                 for W in net.weights:
                     W *= 1e200  # the next step overflows float64

@@ -87,8 +87,8 @@ def test_cupy_is_selected_and_described(monkeypatch):
 
 def test_kernels_are_compiled_once_per_dtype(gpu):
     for dtype in DTYPES:
-        assert gpu.kernel("sgd_update", dtype) is gpu.kernel("sgd_update", numpy.dtype(dtype))
-    assert gpu.kernel("sgd_update", "float32") is not gpu.kernel("sgd_update", "float64")
+        assert gpu.kernel("sgd_step", dtype) is gpu.kernel("sgd_step", numpy.dtype(dtype))
+    assert gpu.kernel("sgd_step", "float32") is not gpu.kernel("sgd_step", "float64")
 
 
 # ---------------------------------------------------------------------- kernels vs NumPy
@@ -162,12 +162,12 @@ def test_mse_loss_grad_kernel(cp, gpu, cpu, rng, dtype, shape, race_check):
     yhat = rng.normal(0.0, 1.0, shape).astype(dtype)
     y = rng.normal(0.0, 1.0, shape).astype(dtype)
     expected_grad = numpy.empty_like(yhat)
-    cpu.mse_loss_grad(yhat, y, expected_grad, numpy.empty((), dtype))
+    cpu.loss_grad("mse", yhat, y, expected_grad, numpy.empty((), dtype), numpy.empty((), dtype), {})
     exact_loss = 0.5 * numpy.sum((yhat.astype(numpy.float64) - y) ** 2) / shape[0]
 
     grad_gpu = cp.full(shape, float("nan"), dtype=dtype)
     loss_gpu = cp.empty((), dtype=dtype)
-    gpu.mse_loss_grad(cp.asarray(yhat), cp.asarray(y), grad_gpu, loss_gpu)
+    gpu.loss_grad("mse", cp.asarray(yhat), cp.asarray(y), grad_gpu, loss_gpu, cp.empty((), dtype=dtype), {})
     numpy.testing.assert_allclose(cp.asnumpy(grad_gpu), expected_grad, rtol=RTOL[dtype], atol=0)
     # One block of 256 threads sums n/256 positive terms each, then a tree: the float32 rounding
     # bound is about (n/256 + 8) * 2^-24 ~ 8e-5 for n = 350k, hence 1e-4 there (float64: 1e-12).
@@ -175,15 +175,25 @@ def test_mse_loss_grad_kernel(cp, gpu, cpu, rng, dtype, shape, race_check):
     assert float(loss_gpu) == pytest.approx(exact_loss, rel=loss_rtol)
 
 
+def sgd_pass(backend, param, grad, lr, status, check, guarded=True):
+    """One pass of plain SGD through ``backend.optimizer_step`` (lr as the (1,) float64 array it reads)."""
+    lr_array = backend.asarray(numpy.full(1, lr), numpy.float64)
+    state = backend.empty((0, param.size), param.dtype)
+    step = backend.asarray(numpy.zeros(1, numpy.int64), numpy.int64)
+    backend.optimizer_step(gb.Optimizer("sgd"), param.reshape(-1), grad.reshape(-1), state, step, lr_array, status,
+                           check=check, guarded=guarded, scratch={})
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype, race_check):
     shape = several_grids_shape(cp)
     param = rng.normal(0.0, 1.0, shape).astype(dtype)
     grad = rng.normal(0.0, 1.0, shape).astype(dtype)
-    expected = cpu.sgd_update(param.copy(), grad, 0.37, None, {})
+    expected = param.copy()
+    sgd_pass(cpu, expected, grad, 0.37, numpy.zeros(4, dtype), check=False, guarded=False)
 
     param_gpu, grad_gpu = cp.asarray(param), cp.asarray(grad)
-    assert gpu.sgd_update(param_gpu, grad_gpu, 0.37, None, {}) is param_gpu
+    sgd_pass(gpu, param_gpu, grad_gpu, 0.37, cp.asarray(numpy.zeros(4, dtype)), check=False, guarded=False)
     numpy.testing.assert_allclose(cp.asnumpy(param_gpu), expected, rtol=RTOL[dtype], atol=ATOL[dtype])
     numpy.testing.assert_array_equal(cp.asnumpy(grad_gpu), grad)  # the gradient is left as it was
 
@@ -191,13 +201,13 @@ def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype, race_check):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ["finite", "overflowing_update", "bad_loss_slot"])
 def test_guarded_sgd_update_kernels_match_numpy(cp, gpu, cpu, rng, dtype, case, race_check):
-    # The check pass writes the status's last slot (0 or NaN) as NumPy's mirror does, and the
-    # update pass applies the step, bit for bit as NumPy, or changes nothing at all.
+    # The check pass writes the status's update-check slot (0 or NaN) as NumPy's mirror does, and
+    # the update pass applies the step, bit for bit as NumPy, or changes nothing at all.
     shape = several_grids_shape(cp)
     param = rng.normal(0.0, 1.0, shape).astype(dtype)
     grad = rng.normal(0.0, 1.0, shape).astype(dtype)
     lr = 0.37
-    status = numpy.zeros(3, dtype)
+    status = numpy.zeros(4, dtype)
     if case == "overflowing_update":
         grad.reshape(-1)[-1] = numpy.finfo(dtype).max  # one element in the last block overflows
         lr = 10.0
@@ -205,11 +215,11 @@ def test_guarded_sgd_update_kernels_match_numpy(cp, gpu, cpu, rng, dtype, case, 
         status[0] = numpy.nan
     expected, expected_status = param.copy(), status.copy()
     with numpy.errstate(all="ignore"):
-        cpu.sgd_check(expected, grad, lr, expected_status[2:3].reshape(()), {})
-        cpu.sgd_update(expected, grad, lr, expected_status, {})
+        sgd_pass(cpu, expected, grad, lr, expected_status, check=True)
+        sgd_pass(cpu, expected, grad, lr, expected_status, check=False)
     param_gpu, grad_gpu, status_gpu = cp.asarray(param), cp.asarray(grad), cp.asarray(status)
-    gpu.sgd_check(param_gpu, grad_gpu, lr, status_gpu[2:3].reshape(()), {})
-    gpu.sgd_update(param_gpu, grad_gpu, lr, status_gpu, {})
+    sgd_pass(gpu, param_gpu, grad_gpu, lr, status_gpu, check=True)
+    sgd_pass(gpu, param_gpu, grad_gpu, lr, status_gpu, check=False)
     got_status = cp.asnumpy(status_gpu)
     assert numpy.isnan(got_status[2]) == numpy.isnan(expected_status[2]) == (case == "overflowing_update")
     if case == "finite":

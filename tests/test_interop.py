@@ -38,8 +38,8 @@ def test_cpu_tensor_is_read_without_a_copy():
     assert isinstance(view, numpy.ndarray)
     assert pointer(view) == X.data_ptr()
     net = gb.MLP([2, 3, 1], backend=backend, seed=0)
-    assert pointer(net._batch_inputs(X)) == X.data_ptr()  # used by the step as it is
-    Xs, Ys = net._batch_inputs(X, torch.zeros(8, dtype=torch.float32))  # 1-D Y: a (8, 1) view
+    assert pointer(net.batch_inputs(X)) == X.data_ptr()  # used by the step as it is
+    Xs, Ys = net.batch_inputs(X, torch.zeros(8, dtype=torch.float32))  # 1-D Y: a (8, 1) view
     assert pointer(Xs) == X.data_ptr() and Ys.shape == (8, 1)
 
 
@@ -58,7 +58,7 @@ def test_other_dtype_is_viewed_then_cast_into_the_workspace():
     X = torch.randn(8, 2, dtype=torch.float64)
     net = gb.MLP([2, 3, 1], backend="numpy", seed=0)
     assert pointer(validation.as_batch(net.backend, X, "X", 2)) == X.data_ptr()
-    used = net._batch_inputs(X)
+    used = net.batch_inputs(X)
     assert used.dtype == numpy.float32 and pointer(used) != X.data_ptr()
     numpy.testing.assert_array_equal(used, X.numpy().astype(numpy.float32))
 
@@ -170,7 +170,7 @@ def test_cuda_tensor_into_cupy_is_zero_copy_and_agrees():
     ref = gb.MLP([2, 4, 1], backend="cupy", seed=1)
     view = validation.as_batch(net.backend, tX, "X", 2)
     assert isinstance(view, net.backend.xp.ndarray) and pointer(view) == tX.data_ptr()
-    assert pointer(net._batch_inputs(tX)) == tX.data_ptr()
+    assert pointer(net.batch_inputs(tX)) == tX.data_ptr()
     numpy.testing.assert_array_equal(net.backend.to_numpy(net.forward(tX)), ref.backend.to_numpy(ref.forward(X)))
     assert net.train_step(tX, tY, 0.1) == ref.train_step(X, Y, 0.1)
     h_net = net.fit(tX, tY[:, 0], epochs=2, batch_size=16, lr=0.1, seed=0, progress=False, validation_data=(tX, tY))

@@ -15,7 +15,9 @@ import pytest
 import threading
 
 from gpubackprop.activations import NAMES as ACTIVATIONS
-from gpubackprop.losses import CLASSIFICATION as CLASSIFICATION_LOSSES
+from gpubackprop.layouts import STATUS, TOTALS, cuda_defines
+from gpubackprop.losses import NAMES as LOSSES
+from gpubackprop.optimizers import RULES, Optimizer
 from gpubackprop.backends.cupy_backend import CupyBackend, kernel_dir, kernel_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +43,10 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (neither on
 def compile_with_ptxas_report(source: Path, real: str, tmp_path: Path):
     """nvcc's ptxas report for ``source`` compiled for every arch in ARCHS; fails on any error."""
     gencode = [flag for arch in ARCHS for flag in ("-gencode", f"arch=compute_{arch[3:]},code={arch}")]
-    command = [NVCC, f"-DGB_REAL={real}", "-fmad=false", "-Xptxas", "-v", *gencode,
-               "-c", str(source), "-o", str(tmp_path / "out.o")]
+    layouts = tmp_path / "layouts.h"  # the slot layouts' #defines, as kernel_source prepends them
+    layouts.write_text(cuda_defines())
+    command = [NVCC, f"-DGB_REAL={real}", "-fmad=false", "-Xptxas", "-v", *gencode, "-include", str(layouts),
+               f"-I{REPO / 'kernels'}", "-c", str(source), "-o", str(tmp_path / "out.o")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     report = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(command)}\n{report}"
@@ -67,7 +71,8 @@ def entry_functions(report: str):
 
 
 def test_kernel_sources_are_there():
-    assert {path.name for path in KERNEL_FILES} >= {"activations.cu", "loss.cu", "sgd.cu", "fit.cu", "optimizers.cu"}
+    assert {path.name for path in KERNEL_FILES} >= {"activations.cu", "loss.cu", "checks.cu", "fit.cu",
+                                                     *(f"optim_{name}.cu" for name in RULES)}
 
 
 @needs_nvcc
@@ -111,19 +116,16 @@ def kernel_calls():
         for activation in ACTIVATIONS:
             stub.bias_activation(x, numpy.zeros((1, 2), dtype), activation)
             stub.activation_backward(x, x, activation, numpy.zeros_like(x), scratch={})
-        stub.mse_loss_grad(x, x, numpy.zeros_like(x), numpy.zeros((), dtype))
-        stub.sgd_update(x, x, 0.1, None, {})
-        stub.sgd_check(x, x, 0.1, numpy.zeros((), dtype), {})  # the guarded update's first pass
         stub.gather_rows_at(x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x)
-        stub.accumulate_step(numpy.zeros(4, dtype), numpy.zeros(6), 3)
-        for loss in CLASSIFICATION_LOSSES:
-            getattr(stub, f"{loss}_loss_grad")(x, x, numpy.zeros_like(x), numpy.zeros((), dtype),
-                                               numpy.zeros((), dtype), {})
-        flat, step = numpy.zeros(6, dtype), numpy.zeros(1, numpy.int64)
-        stub.momentum_update(flat, flat, flat.copy(), 0.1, 0.9, True, 0.0, None, {})
-        stub.adam_update(flat, flat, flat.copy(), flat.copy(), step, 0.1, 0.9, 0.999, 1e-8, 0.0, None, {})
-        stub.momentum_check(flat, flat, flat.copy(), 0.1, 0.9, True, 0.0, numpy.zeros((), dtype), {})
-        stub.adam_check(flat, flat, flat.copy(), flat.copy(), step, 0.1, 0.9, 0.999, 1e-8, 0.0, numpy.zeros((), dtype), {})
+        stub.accumulate_step(numpy.zeros(len(STATUS), dtype), numpy.zeros(len(TOTALS)), 3)
+        for loss in LOSSES:
+            stub.loss_grad(loss, x, x, numpy.zeros_like(x), numpy.zeros((), dtype), numpy.zeros((), dtype), {})
+        flat, step, lr = numpy.zeros(6, dtype), numpy.zeros(1, numpy.int64), numpy.full(1, 0.1)
+        for name, rule in RULES.items():  # every rule's kernel, as the check and as the update
+            state = numpy.zeros((rule.state_buffers, 6), dtype)
+            for check in (True, False):
+                stub.optimizer_step(Optimizer(name), flat, flat, state, step, lr, numpy.zeros(len(STATUS), dtype),
+                                    check=check, clip=1.0, scratch={})
         if "finite_check" in vars(CupyBackend):  # a kernel-backed check, where the backend has one
             stub.finite_check(x, numpy.zeros(2, dtype))
     return calls
@@ -176,10 +178,10 @@ def test_kernel_source_holds_every_kernel_the_backend_calls():
     names = called_kernel_names()
     # forward for every activation, backward for those with a derivative kernel, loss, SGD
     assert {f"bias_{a}_forward" for a in ACTIVATIONS} <= names
-    assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad", "sgd_check", "sgd_update"} <= names
+    assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad"} <= names
     assert {"gather_rows_at", "accumulate_step"} <= names  # fit's per-step work on the device
     assert {"softmax_cross_entropy_rows", "sum_row_losses", "sigmoid_binary_cross_entropy_loss_grad",
-            "momentum_check", "momentum_update", "adam_check", "adam_update", "adam_advance_step"} <= names
+            "optimizer_advance_step", *(rule.kernel for rule in RULES.values())} <= names
     for dtype, ctype in (("float32", "float"), ("float64", "double")):
         source = kernel_source(dtype)
         assert f"#define GB_REAL {ctype}" in source

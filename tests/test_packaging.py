@@ -50,7 +50,7 @@ def test_installed_wheel_finds_its_kernels(wheel, tmp_path):
         "print(gpubackprop.__file__)\n"
         "print(c.kernel_dir())\n"
         "src = c.kernel_source('float64')\n"
-        "assert '#define GB_REAL double' in src and 'sgd_update' in src\n"
+        "assert '#define GB_REAL double' in src and 'sgd_step' in src and 'GB_STATUS_GUARD' in src\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("GPUBACKPROP_KERNEL_DIR", "PYTHONPATH")}
     env["PYTHONPATH"] = str(target)

@@ -61,7 +61,7 @@ def test_recorded_tf32_step_matches_the_eager_tf32_step():
     assert losses["tf32"] != losses["fp32"]  # the TF32 path was taken
     numpy.testing.assert_allclose(losses["tf32"], losses["fp32"], rtol=5e-3)
     eager = gb.MLP(sizes, backend="cupy", precision="tf32", seed=2)
-    eager._recorder.error = "disabled for this test"  # every step eager: CuPy's handle, cublasGemmEx
+    eager.steps.recorder.error = "disabled for this test"  # every step eager: CuPy's handle, cublasGemmEx
     eager_losses = [eager.train_step(X, Y, 0.01) for _ in range(5)]
     numpy.testing.assert_allclose(eager_losses, losses["tf32"], rtol=1e-4)
 

@@ -157,66 +157,39 @@ class Backend(abc.ABC):
     def activation_backward(self, grad, a, activation: str, out, scratch: dict):
         """out = grad * act'(z), act' read off the stored activation a (out may be grad)."""
 
-    @abc.abstractmethod
-    def mse_loss_grad(self, yhat, y, grad, loss):
-        """grad = (yhat - y) / B and loss[()] = sum((yhat - y)^2) / (2B); returns loss (0-d)."""
-
-    @abc.abstractmethod
-    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch: dict):
-        """From logits z and target rows y (batch, classes): grad = (softmax(z)·Σ_j y_j − y)/B,
-        loss[()] = −1/B Σ y log softmax(z) (log-sum-exp shifted), correct[()] = the number of rows
-        whose argmax z equals argmax y (first maximum); returns loss. See ``gpubackprop.losses``."""
-
-    @abc.abstractmethod
-    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch: dict):
-        """From logits z and probabilities y: grad = (sigmoid(z) − y)/B, loss[()] = 1/B Σ (max(z, 0)
-        + log(1 + e^−|z|) − z y), correct[()] = the number of elements with [z > 0] = [y ≥ ½];
-        returns loss. See ``gpubackprop.losses``."""
+    def loss_grad(self, name: str, z, y, grad, loss, correct, scratch: dict):
+        """The loss ``name`` of ``gpubackprop.losses`` (one row of its table, one method here):
+        from the last layer's output z and the targets y (batch, outputs), grad = ∂L/∂z, loss[()] =
+        L and, for a classification loss, correct[()] = the right predictions; returns loss. The
+        backend's ``_<name>_loss`` method, found once per name and kept."""
+        table = self.__dict__.setdefault("_loss_table", {})
+        function = table.get(name)
+        if function is None:
+            function = table[name] = getattr(self, f"_{name}_loss")
+        return function(z, y, grad, loss, correct, scratch)
 
     @abc.abstractmethod
     def sum_rows(self, x, out):
         """out = sum of x over the batch axis (the bias gradient)."""
 
     @abc.abstractmethod
-    def finite_check(self, x, out):
-        """out[()] = a value that is finite exactly when every element of x is (NaN and Inf reach
-        a sum; only a finite sum beyond the dtype's range gives a false alarm)."""
+    def finite_check(self, x, out, squares=False):
+        """out[()] = a value that is finite exactly when every element of x is: their sum (NaN and
+        Inf reach a sum; only a finite sum beyond the dtype's range gives a false alarm), or with
+        ``squares`` their sum of squares (the squared norm, for gradient clipping)."""
 
     @abc.abstractmethod
-    def sgd_check(self, param, grad, lr, out, scratch: dict):
-        """out[()] = 0 when every candidate param - lr * grad is finite, NaN otherwise; nothing
-        else is written. The first pass of a guarded update (the candidate is computed as the
-        update will compute it, not stored); another update rule checks its own candidate the
-        same way, into the same status slot."""
-
-    @abc.abstractmethod
-    def sgd_update(self, param, grad, lr, guard, scratch: dict):
-        """In place: param <- param - lr * grad (grad unchanged), skipped entirely when ``guard``
-        (the step's status vector, or None for no guard) holds NaN/Inf in any slot; a device
-        checks it on the device, so no host round trip precedes the update."""
-
-    @abc.abstractmethod
-    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch: dict):
-        """out[()] = 0 when every candidate parameter and velocity of momentum_update is finite, NaN
-        otherwise; nothing else is written (the first pass of the guarded update, as sgd_check)."""
-
-    @abc.abstractmethod
-    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch: dict):
-        """In place, torch.optim.SGD's momentum step: d = grad + weight_decay·param; velocity <-
-        momentum·velocity + d; param <- param - lr·velocity (Nesterov: - lr·(d + momentum·velocity)).
-        Skipped entirely (param and velocity unchanged) when ``guard`` holds NaN/Inf, as sgd_update."""
-
-    @abc.abstractmethod
-    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch: dict):
-        """out[()] = 0 when every candidate parameter, m and v of adam_update is finite, NaN
-        otherwise; nothing else is written, ``step`` included (the first pass of the guarded update)."""
-
-    @abc.abstractmethod
-    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch: dict):
-        """In place, torch.optim.Adam's step (see ``gpubackprop.optimizers``) with t = step[0] + 1,
-        ``step`` a (1,) int64 array on the device; then step[0] <- t. Skipped entirely (param, m, v
-        and step unchanged) when ``guard`` holds NaN/Inf; the count is read and advanced on the
-        device, so a recorded step replays correctly."""
+    def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
+                       scratch: dict):
+        """One pass of ``optimizer``'s guarded update (a ``gpubackprop.optimizers.Optimizer``) over
+        the flat ``param`` with gradients ``grad``, state rows ``state`` (k, n) and the step count
+        ``step`` ((1,) int64: t = step[0] + 1); ``lr`` is a (1,) float64 device array, read where
+        the work runs (a recorded step survives its changes). ``check``: the first pass, which writes
+        nothing but status[STATUS.update_check] = 0, or NaN when any candidate value is not finite.
+        Else the update, skipped entirely (param, state, step) when ``guarded`` and any of the
+        status's guard slots is NaN/Inf; then step[0] += 1. ``clip``: gradients scaled by
+        min(1, clip / (norm + 1e-6)) first, norm = √status[STATUS.grad_check] (torch's
+        clip_grad_norm_). The rule's arithmetic: its NumPy reference or its kernel."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

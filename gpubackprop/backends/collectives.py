@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy
 
+from ..layouts import PAYLOAD_TAIL
+
 
 def transport_for(backend, comm):
     """The transport for arrays of ``backend``; collective (every rank calls it, and every rank gets
@@ -61,8 +63,12 @@ def nccl_problem(facts) -> str | None:
 
 
 def _views(payload):
-    """(payload, the means, all but the rows, the rows) of a payload [means..., count, rows]."""
-    return payload, payload[:-2], payload[:-1], payload[-1:]
+    """(payload, the means, all but the rows, the rows) of a payload [means..., count, rows]: the
+    gradients and the status up to its right predictions are means, the predictions a count (see
+    ``layouts.PAYLOAD_TAIL``)."""
+    start = payload.shape[0] - len(PAYLOAD_TAIL)  # where the tail begins
+    count, rows = start + PAYLOAD_TAIL.correct, start + PAYLOAD_TAIL.rows
+    return payload, payload[:count], payload[:rows], payload[rows:rows + 1]
 
 
 class HostAllreduce:

@@ -7,55 +7,24 @@ network ensures by running every call under ``activate()``.
 """
 from __future__ import annotations
 
-import os
 import threading
-import warnings
-import weakref
-from pathlib import Path
 
 import numpy
 
 from .. import activations
 from ..extras import cuda_hint
 from . import conversion
+from ..layouts import GUARD, STATUS
 from .base import Backend, scratch_buffer
+from .cuda_graphs import GraphRecorder
+from .cuda_kernels import _NVRTC_OPTIONS, kernel_dir, kernel_files, kernel_source  # noqa: F401 (public here too)
 from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
     column_major_arguments
 from .timers import EventTimer
 
 _THREADS = 256
-_SEEN = object()  # a step key met once: recorded at the next meeting
-_MAX_RECORDINGS = 16  # per workspace: inputs at ever new addresses stop being recorded
-_KERNEL_FILES = ("activations.cu", "loss.cu", "sgd.cu", "fit.cu", "optimizers.cu")
-# --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
-# reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
-_NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
 _INSTALL_HINT = cuda_hint()  # gpubackprop is not on PyPI: the CuPy wheels themselves
 _probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
-
-
-def kernel_dir() -> Path:
-    """Where the .cu sources are: inside the installed package, else the source tree's kernels/."""
-    override = os.environ.get("GPUBACKPROP_KERNEL_DIR")
-    if override:
-        return Path(override)
-    here = Path(__file__).resolve().parent.parent  # gpubackprop/
-    for candidate in (here / "kernels", here.parent / "kernels"):
-        if (candidate / _KERNEL_FILES[0]).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"gpubackprop's CUDA sources ({', '.join(_KERNEL_FILES)}) are neither in {here / 'kernels'} "
-        f"nor in {here.parent / 'kernels'}; reinstall the package or set GPUBACKPROP_KERNEL_DIR"
-    )
-
-
-def kernel_source(dtype) -> str:
-    """All kernel sources as one translation unit, with GB_REAL set to the C type of dtype."""
-    ctype = {"float32": "float", "float64": "double"}[numpy.dtype(dtype).name]
-    parts = [f"#define GB_REAL {ctype}\n"]
-    for name in _KERNEL_FILES:
-        parts.append(f'#line 1 "{name}"\n' + (kernel_dir() / name).read_text())
-    return "\n".join(parts)
 
 
 def _probe():
@@ -324,14 +293,14 @@ class CupyBackend(Backend):
         self.kernel(f"{activation}_backward", a.dtype)(self._grid(n), (_THREADS,), (grad, a, out, numpy.int64(n)))
         return out
 
-    def mse_loss_grad(self, yhat, y, grad, loss):
+    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
         n = yhat.size
         inv_batch = yhat.dtype.type(1.0 / yhat.shape[0])
         # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
         self.kernel("mse_loss_grad", yhat.dtype)((1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch))
         return loss
 
-    def softmax_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
         rows, classes = z.shape
         inv_batch = z.dtype.type(1.0 / rows)
         per_row = scratch_buffer(scratch, (2, rows), z.dtype, self.empty)  # row losses, row hits
@@ -343,7 +312,7 @@ class CupyBackend(Backend):
             (1,), (_THREADS,), (per_row[0], per_row[1], numpy.int64(rows), inv_batch, loss, correct))
         return loss
 
-    def sigmoid_binary_cross_entropy_loss_grad(self, z, y, grad, loss, correct, scratch):
+    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
         inv_batch = z.dtype.type(1.0 / z.shape[0])
         self.kernel("sigmoid_binary_cross_entropy_loss_grad", z.dtype)(
             (1,), (_THREADS,), (z, y, grad, loss, correct, numpy.int64(z.size), inv_batch))
@@ -355,135 +324,31 @@ class CupyBackend(Backend):
         self.matmul(ones, x, out=out.reshape(1, -1))
         return out
 
-    def finite_check(self, x, out):
+    def finite_check(self, x, out, squares=False):
+        if squares:  # Σ x² as a cuBLAS dot (1 x n)(n x 1): the norm for clipping, finite exactly when x is
+            self.matmul(x.reshape(1, -1), x.reshape(-1, 1), out=out.reshape(1, 1))
+            return out
         out.fill(0)
         n = x.size
         self.kernel("flag_nonfinite", x.dtype)(self._grid(n), (_THREADS,), (x, numpy.int64(n), out))
         return out
 
-    def sgd_check(self, param, grad, lr, out, scratch):
-        out.fill(0)
+    def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
+                       scratch):
+        # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update.
+        if check:
+            status[STATUS.update_check:STATUS.update_check + 1].fill(0)
         n = param.size
-        self.kernel("sgd_check", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), out))
-        return out
-
-    def sgd_update(self, param, grad, lr, guard, scratch):
-        if guard is None:
-            guard = self._constant(0, (1,), param.dtype)  # a guard that always lets the update through
-        n = param.size
-        self.kernel("sgd_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, param.dtype.type(lr), numpy.int64(n), guard,
-                                         numpy.int64(guard.size)))
-        return param
-
-    def _guard(self, guard, dtype):
-        """(guard, its length) for the optimizer kernels: None becomes one that lets every update through."""
-        if guard is None:
-            guard = self._constant(0, (1,), dtype)
-        return guard, numpy.int64(guard.size)
-
-    def momentum_check(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, out, scratch):
-        out.fill(0)
-        real, n = param.dtype.type, param.size
-        self.kernel("momentum_check", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, velocity, real(lr), real(momentum), real(weight_decay),
-                                         numpy.int32(bool(nesterov)), numpy.int64(n), out))
-        return out
-
-    def momentum_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, guard, scratch):
-        guard, n_guard = self._guard(guard, param.dtype)
-        real, n = param.dtype.type, param.size
-        self.kernel("momentum_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, velocity, real(lr), real(momentum), real(weight_decay),
-                                         numpy.int32(bool(nesterov)), numpy.int64(n), guard, n_guard))
-        return param
-
-    def adam_check(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, out, scratch):
-        out.fill(0)
-        real, n = param.dtype.type, param.size
-        self.kernel("adam_check", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, m, v, step, numpy.float64(lr), numpy.float64(beta1),
-                                         numpy.float64(beta2), real(eps), real(weight_decay), numpy.int64(n), out))
-        return out
-
-    def adam_update(self, param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, guard, scratch):
-        guard, n_guard = self._guard(guard, param.dtype)
-        real, n = param.dtype.type, param.size
-        self.kernel("adam_update", param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, m, v, step, numpy.float64(lr), numpy.float64(beta1),
-                                         numpy.float64(beta2), real(eps), real(weight_decay), numpy.int64(n),
-                                         guard, n_guard))
-        self.kernel("adam_advance_step", param.dtype)((1,), (1,), (step, guard, n_guard))
+        n_guard = numpy.int64(GUARD if guarded else 0)
+        h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer.settings))
+        self.kernel(optimizer.rule.kernel, param.dtype)(
+            self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
+                                         numpy.float64(0.0 if clip is None else clip), status, n_guard,
+                                         numpy.int32(bool(check))))
+        if not check:
+            self.kernel("optimizer_advance_step", param.dtype)((1,), (1,), (step, status, n_guard))
         return param
 
     # ------------------------------------------------------------------ CUDA graphs
     def recorder(self):
         return GraphRecorder(self)
-
-
-class GraphRecorder:
-    """Records one network's step into a CUDA graph at its second call with the same arrays (by
-    address) and scalars, and replays the graph from then on.
-
-    A step is a dozen or more launches whose Python and launch overhead dominates at small sizes;
-    a graph replays them all in one launch. The first call runs eagerly, so kernels are compiled
-    and cuBLAS is initialised outside the capture. If a capture fails, every step of this network
-    runs eagerly from then on (the reason is kept in ``error``): a graph is only ever a speed-up.
-    Each network has its own recorder: its own capture stream and capturable cuBLAS handle, so
-    networks on one device capture and replay independently, from any threads.
-    """
-
-    records = True
-
-    def __init__(self, backend: CupyBackend):
-        self._backend = backend
-        self._stream = None
-        self._gemm = None
-        self._finalizer = None
-        self.error = None  # why capturing failed, if it did
-
-    def run(self, step, recordings, arrays, scalars):
-        if self.error is not None:
-            step()
-            return
-        key = (*scalars, *(a.data.ptr for a in arrays))
-        graph = recordings.get(key)
-        if graph is None:
-            if len(recordings) >= _MAX_RECORDINGS:  # inputs at ever new addresses: stop keeping their graphs
-                recordings.clear()
-            recordings[key] = _SEEN
-            step()
-            return
-        if graph is _SEEN:
-            graph = self._capture(step)
-            if graph is None:
-                step()
-                return
-            recordings[key] = graph
-        graph.launch(stream=self._backend.xp.cuda.get_current_stream())
-
-    def _capture(self, step):
-        backend = self._backend
-        try:
-            if self._stream is None:
-                self._stream = backend.xp.cuda.Stream(non_blocking=True)
-                self._gemm = backend._capturable_gemm(backend.xp, self._stream)
-                # The handle goes with the recorder (one per network): destroyed when it is collected.
-                self._finalizer = weakref.finalize(self, self._gemm.close)
-                self._finalizer.atexit = False  # at exit the CUDA context may be gone already
-            with self._stream:
-                self._stream.begin_capture()
-                backend._capturing.gemm = self._gemm
-                try:
-                    step()
-                finally:
-                    backend._capturing.gemm = None
-                    graph = self._stream.end_capture()
-            return graph
-        except Exception as exc:  # kept for the tests and the benchmark's report
-            self.error = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"gpubackprop: this network's step could not be recorded as a CUDA graph, so every "
-                          f"step runs eagerly from now on (slower at small sizes, same numbers): {self.error}",
-                          RuntimeWarning, stacklevel=5)
-            return None

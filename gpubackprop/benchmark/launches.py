@@ -55,7 +55,7 @@ class StepLaunches:
 
 
 def _net(backend, sizes, loss, optimizer, dtype):
-    from ..mlp import MLP
+    from ..model import MLP
 
     return MLP(sizes, loss=loss, optimizer=optimizer, dtype=dtype, backend=backend, seed=0)
 

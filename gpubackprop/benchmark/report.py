@@ -8,8 +8,8 @@ import platform
 import statistics
 import time
 
-from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, MSE_SGD, adam_kernel_cases, gemm_flops, jax_status, kernel_cases, \
-    make_cases, torch_status
+from .cases import FIT_BATCHES, FIT_BATCHES_DEFAULT, MSE_SGD, gemm_flops, jax_status, make_cases, torch_status
+from .kernel_cases import adam_kernel_cases, kernel_cases
 from .timing import blas_info, run_interleaved
 
 

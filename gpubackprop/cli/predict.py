@@ -14,12 +14,13 @@ import sys
 
 import numpy
 
-from .backends import describe
-from .cli_common import UsageError, add_backend_argument, check_not_input, check_outputs, replace_atomically
-from .cli_train import DataError, load_features
-from . import cli_text, losses
-from .errors import CheckpointError
-from .mlp import MLP
+from .. import losses
+from ..backends import describe
+from ..errors import CheckpointError
+from ..model import MLP
+from . import text as cli_text
+from .common import UsageError, add_backend_argument, check_not_input, check_outputs, replace_atomically
+from .data import DataError, load_features
 
 
 def add_arguments(parser):

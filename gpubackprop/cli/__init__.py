@@ -15,9 +15,10 @@ import sys
 
 import numpy
 
-from . import __version__, cli_bench, cli_predict, cli_train, lesson
-from .backends import ENV_VAR, available_backends, describe, get_backend, probe_cupy
-from .cli_common import add_backend_argument, one_line
+from .. import __version__, lesson
+from ..backends import ENV_VAR, available_backends, describe, get_backend, probe_cupy
+from . import bench as cli_bench, predict as cli_predict, train as cli_train
+from .common import add_backend_argument, one_line
 
 
 # ---------------------------------------------------------------------- demo

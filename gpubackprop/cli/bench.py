@@ -11,11 +11,10 @@ import time
 
 import numpy
 
-from . import benchmark, losses, optimizers
-from .backends import describe, get_backend
-from . import extras
-from .cli_common import UsageError, add_backend_argument, check_outputs, replace_atomically
-from .validation import DTYPES, PRECISIONS, check_precision
+from .. import benchmark, extras, losses, optimizers
+from ..backends import describe, get_backend
+from ..validation import DTYPES, PRECISIONS, check_precision
+from .common import UsageError, add_backend_argument, check_outputs, replace_atomically
 
 
 def add_arguments(parser):
@@ -74,7 +73,7 @@ def _check_outputs(args):
             raise UsageError(f"--plot needs matplotlib: {extras.install_hint('plot')}") from None
     check_outputs(("--json", args.json), ("--plot", args.plot))
     if getattr(args, "plot", None):
-        from .cli_train import plot_format
+        from .report import plot_format
 
         plot_format(args.plot)
 
@@ -157,7 +156,7 @@ def _plot(rows, path, env):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .cli_train import plot_format
+    from .report import plot_format
 
     sizes = list(dict.fromkeys(r.size for r in rows))
     cases = [case for case in benchmark.CASES if any(r.case == case and r.samples_per_s for r in rows)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from . import files
-from .backends import ENV_VAR
+from .. import files
+from ..backends import ENV_VAR
 
 BACKEND_HELP = (f"numpy, cupy (the first GPU), cupy:N or auto; default: the {ENV_VAR} environment variable, "
                 f"else auto (a usable GPU, else numpy)")

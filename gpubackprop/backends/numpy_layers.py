@@ -1,0 +1,198 @@
+"""The NumPy backend's layer operations: GEMMs, activations, losses, reductions (the reference
+arithmetic; see ``numpy_backend`` for how the calls are made cheap)."""
+from __future__ import annotations
+
+import numpy
+
+from .. import activations
+from .base import scratch_buffer
+
+_add, _subtract, _multiply, _divide, _tanh, _maximum, _greater, _dot = (
+    numpy.add, numpy.subtract, numpy.multiply, numpy.divide, numpy.tanh, numpy.maximum, numpy.greater, numpy.dot)
+_abs, _negative, _exp = numpy.abs, numpy.negative, numpy.exp
+
+
+def sigmoid_into(z, t, one):
+    """In place: z <- sigma(z) = 1 / (1 + e^-z), to the dtype's relative precision for every z; ``t``
+    (z's shape and dtype) is scratch; ``one``: 1 as a 0-d array (or scalar) of z's dtype.
+
+    Branch-free and overflow-free: with t = e^-|z| (in (0, 1]), sigma = 1 / (1 + t) for z >= 0 and
+    t / (1 + t) = e^z / (1 + e^z) for z < 0, i.e. num / (1 + t) with num = max(H(z), t) (H: the
+    Heaviside step, H(0) = 1), which is 1 or t exactly. Each step rounds once: a few ulp in all,
+    relative, also where sigma(z) is tiny (float32 sigma(-20) = 2.06e-9, not the 0 that the
+    absolute-precision form (1 + tanh(z/2))/2 gives); subnormal, then 0, beyond the dtype's range,
+    where e^-|z| underflows (silent under the library's errstate(under="ignore"): see
+    NumpyBackend.activate). NaN stays NaN. kernels/activations.cu (sigmoid_of) performs the same
+    operations in the same order."""
+    _abs(z, t)
+    _negative(t, t)
+    _exp(t, t)  # t = e^-|z|: underflows to 0 (subnormal first) for |z| beyond ~87 (float32) / ~708 (float64)
+    numpy.heaviside(z, one, out=z)  # z = [z >= 0]: 1 or 0 (NaN stays NaN), in z's dtype: no cast
+    _maximum(z, t, out=z)  # num = 1 (z >= 0) or t (z < 0): exact; NaN from t propagates
+    _add(t, one, t)
+    _divide(z, t, z)
+    return z
+
+
+class NumpyLayerOps:
+    """Forward and backward of one layer, the losses, and the constants they use (cached per dtype)."""
+
+    # ------------------------------------------------------------------ helpers
+    def _consts(self, dtype):
+        c = self._constants.get(dtype)
+        if c is None:
+            c = self._constants[dtype] = tuple(numpy.array(v, dtype=dtype) for v in (0.0, 0.5, 1.0))
+        return c
+
+    def _ones_vector(self, length, dtype):
+        return self._constant_vector(self._ones, 1, length, dtype)
+
+    def _zeros_vector(self, length, dtype):
+        return self._constant_vector(self._zeros, 0, length, dtype)
+
+    @staticmethod
+    def _constant_vector(cache, value, length, dtype):
+        """A vector of ``value`` kept in ``cache`` per (length, dtype): made once, never written."""
+        key = (length, dtype)
+        vector = cache.get(key)
+        if vector is None:
+            vector = cache[key] = numpy.full(length, value, dtype=dtype)
+        return vector
+
+    # ------------------------------------------------------------------ GEMM
+    def matmul(self, a, b, out, trans_a=False, trans_b=False, tf32=False):  # tf32: float32 BLAS, see self.tf32
+        _dot(a.T if trans_a else a, b.T if trans_b else b, out)
+        return out
+
+    def gemm_sequence(self, gemms, tf32=False):
+        calls = tuple((a.T if ta else a, b.T if tb else b, out) for a, b, out, ta, tb in gemms)
+
+        def run():
+            for a, b, out in calls:
+                _dot(a, b, out)
+        return run
+
+    # ------------------------------------------------------------------ layer math
+    def bias_activation(self, z, bias_row, activation, scratch=None):
+        try:
+            forward = self._forward[activation]
+        except KeyError:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}") from None
+        _add(z, bias_row, z)
+        forward(z, {} if scratch is None else scratch)
+        return z
+
+    def activation_backward(self, grad, a, activation, out, scratch):
+        backward = self._backward.get(activation)
+        if backward is None:
+            if activation not in activations.TABLE:
+                raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
+            if out is not grad:  # act' == 1
+                numpy.copyto(out, grad)
+            return out
+        s = scratch_buffer(scratch, a.shape, a.dtype, self.empty)
+        backward(a, s)  # s = act'(z), read off a
+        _multiply(grad, s, out)
+        return out
+
+    # Each activation: forward in place on z, and its derivative read off a into s; the kernels of
+    # kernels/activations.cu do the same operations in the same order.
+    def _sigmoid_forward(self, z, scratch):
+        sigmoid_into(z, scratch_buffer(scratch, z.shape, z.dtype, self.empty), self._consts(z.dtype)[2])
+
+    def _sigmoid_backward(self, a, s):  # sigma' = (1 - a) a
+        _subtract(self._consts(a.dtype)[2], a, s)
+        _multiply(s, a, s)
+
+    def _tanh_forward(self, z, scratch):
+        _tanh(z, z)
+
+    def _tanh_backward(self, a, s):  # tanh' = 1 - a^2
+        _multiply(a, a, s)
+        _subtract(self._consts(a.dtype)[2], s, s)
+
+    def _relu_forward(self, z, scratch):
+        _maximum(z, self._consts(z.dtype)[0], out=z)  # (a third positional argument is deprecated here)
+
+    def _relu_backward(self, a, s):  # relu' = [a > 0]
+        _greater(a, self._consts(a.dtype)[0], s)
+
+    def _identity_forward(self, z, scratch):
+        pass
+
+    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
+        _subtract(yhat, y, grad)
+        flat = grad.reshape(-1)
+        batch = yhat.shape[0]
+        loss[...] = _dot(flat, flat) * (0.5 / batch)
+        if batch != 1:  # x * 1.0 == x exactly: skipping it changes no number
+            _multiply(grad, 1.0 / batch, grad)
+        return loss
+
+    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
+        # Row by row as the kernel's thread per row (kernels/loss.cu: softmax_cross_entropy_rows):
+        # m = max z, d = z - m, s = Σ e^d, loss_r = (Σ y) log s - Σ y d, grad = (e^d / s · Σ y - y) / B.
+        rows, classes = z.shape
+        inv_batch = 1.0 / rows
+        columns = scratch_buffer(scratch, (5, rows, 1), z.dtype, self.empty)
+        m, s, sy, syd, row_loss = columns
+        d = scratch_buffer(scratch, z.shape, z.dtype, self.empty)
+        numpy.max(z, axis=1, keepdims=True, out=m)
+        _subtract(z, m, d)
+        numpy.exp(d, grad)  # e^d: underflows to 0 for logits far below the row's maximum (documented)
+        numpy.sum(grad, axis=1, keepdims=True, out=s)
+        numpy.sum(y, axis=1, keepdims=True, out=sy)
+        _multiply(y, d, d)
+        numpy.sum(d, axis=1, keepdims=True, out=syd)
+        numpy.log(s, row_loss)
+        _multiply(row_loss, sy, row_loss)
+        _subtract(row_loss, syd, row_loss)
+        loss[...] = row_loss.sum() * inv_batch
+        numpy.divide(grad, s, grad)  # softmax
+        _multiply(grad, sy, grad)
+        _subtract(grad, y, grad)
+        if rows != 1:  # x * 1.0 == x exactly: skipping it changes no number
+            _multiply(grad, inv_batch, grad)
+        arg = scratch_buffer(scratch, (2, rows), numpy.int64, self.empty)
+        numpy.argmax(z, axis=1, out=arg[0])  # first maximum, as the kernel's strict >
+        numpy.argmax(y, axis=1, out=arg[1])
+        hit = scratch_buffer(scratch, (rows,), numpy.bool_, self.empty)
+        numpy.equal(arg[0], arg[1], hit)
+        correct[...] = numpy.count_nonzero(hit)
+        return loss
+
+    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
+        # Elementwise as kernels/loss.cu: l = (max(z, 0) + log1p(e^-|z|)) - z y, grad = (sigmoid(z) - y) / B.
+        zero, half = self._consts(z.dtype)[:2]
+        inv_batch = 1.0 / z.shape[0]
+        softplus = scratch_buffer(scratch, z.shape, z.dtype, self.empty)
+        numpy.abs(z, softplus)
+        numpy.negative(softplus, softplus)
+        numpy.exp(softplus, softplus)  # underflows to 0 for |z| beyond ~100 (float32) / ~700 (float64): documented
+        numpy.log1p(softplus, softplus)
+        _maximum(z, zero, out=grad)
+        _add(grad, softplus, grad)
+        _multiply(z, y, softplus)
+        _subtract(grad, softplus, grad)
+        flat = grad.reshape(-1)
+        loss[...] = _dot(flat, self._ones_vector(flat.shape[0], flat.dtype)) * inv_batch
+        numpy.copyto(grad, z)
+        sigmoid_into(grad, softplus, self._consts(z.dtype)[2])  # sigmoid(z) as the activation computes it (softplus: free scratch now)
+        _subtract(grad, y, grad)
+        if z.shape[0] != 1:
+            _multiply(grad, inv_batch, grad)
+        hits = scratch_buffer(scratch, (2, *z.shape), numpy.bool_, self.empty)
+        _greater(z, zero, hits[0])
+        numpy.greater_equal(y, half, hits[1])
+        numpy.equal(hits[0], hits[1], hits[0])
+        correct[...] = numpy.count_nonzero(hits[0])
+        return loss
+
+    def sum_rows(self, x, out):
+        _dot(self._ones_vector(x.shape[0], x.dtype), x, out)  # Σ_batch as a gemv: 1ᵀ x
+        return out
+
+    def finite_check(self, x, out, squares=False):
+        # The sum (or with ``squares`` the sum of squares: the norm for clipping) as a BLAS dot: one threaded pass.
+        _dot(x, x if squares else self._ones_vector(x.shape[0], x.dtype), out)
+        return out

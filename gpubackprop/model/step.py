@@ -1,0 +1,231 @@
+"""A network's step: forward, loss, backward, the guarded update, and its recording.
+
+Per layer, forward:   z = X Wᵀ + b,  a = act(z)                 (the lesson's z = Wx + b, batched)
+Per layer, backward:  δ = ∂L/∂a ⊙ act'(z)
+                      ∂L/∂W = δᵀ X,  ∂L/∂b = Σ_batch δ,  ∂L/∂X = δ W   (passed to the layer below)
+The same five steps at every depth; every array operation goes through the backend. A step is
+only queued work (no host synchronisation), so a device backend can record it once and replay it;
+the learning rate is read on the device (``Parameters.lrs``), so it is not part of a recording.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from ..errors import BatchTooLargeError, NonFiniteLossError
+from ..layouts import STATUS, TOTALS
+from .workspace import Workspace
+
+MAX_WORKSPACES = 8  # buffer sets kept per network, one per batch size
+
+
+class Steps:
+    """What a network computes with: its parameters, workspaces, recorder, and the step itself.
+    Training (``gpubackprop.training``) and data-parallel code drive a network through this object."""
+
+    def __init__(self, backend, layer_sizes, dtype, activations, loss, params, tf32):
+        self.backend, self.layer_sizes, self.dtype = backend, layer_sizes, dtype
+        self.activations, self.loss, self.params = activations, loss, params
+        self.tf32 = tf32  # every GEMM of the step asks the backend for TF32
+        self.recorder = backend.recorder()
+        self.workspaces = {}
+        self.fit_state = None  # (samples, (permutation, cursor, totals)): fit's device buffers
+
+    # ------------------------------------------------------------------ the math
+    def forward(self, X, ws, trace=None):
+        ops = self.backend
+        inputs = X
+        for i, (W, bias_row, act) in enumerate(zip(self.params.weights, self.params.bias_rows, self.activations)):
+            a = ws.activations[i]
+            ops.matmul(inputs, W, out=a, trans_b=True, tf32=self.tf32)  # z = X Wᵀ (+ b below)
+            if trace is not None:
+                trace[i]["inputs"] = ops.to_numpy(inputs)
+                trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(bias_row)
+            ops.bias_activation(a, bias_row, act, ws.scratch)  # a = act(z + b), fused, in place
+            if trace is not None:
+                trace[i]["a"] = ops.to_numpy(a)
+            inputs = a
+        return inputs
+
+    def loss_async(self, X, Y, ws, trace=None):
+        """Forward pass, then L into ws.loss and ∂L/∂ŷ into the last layer's grad_outputs (and the
+        right predictions into ws.correct for a classification loss); returns ws.loss (on the
+        device: nothing waits)."""
+        yhat = self.forward(X, ws, trace)
+        return self.backend.loss_grad(self.loss, yhat, Y, ws.grad_outputs[-1], ws.loss, ws.correct, ws.scratch)
+
+    def loss_value(self, X, Y, ws, trace=None) -> float:
+        """``loss_async``, read back as a float; a NaN/Inf loss raises NonFiniteLossError."""
+        value = float(self.loss_async(X, Y, ws, trace))  # a host synchronisation
+        if not math.isfinite(value):
+            raise NonFiniteLossError(value)
+        return value
+
+    def backward(self, X, ws, trace=None):
+        ops = self.backend
+        for i in reversed(range(len(self.params.weights))):
+            a, grad = ws.activations[i], ws.grad_outputs[i]
+            inputs = ws.activations[i - 1] if i > 0 else X
+            if trace is not None:
+                trace[i]["grad_a"] = ops.to_numpy(grad)
+                ones = ops.asarray(numpy.ones(a.shape), a.dtype)
+                trace[i]["act_grad"] = ops.to_numpy(
+                    ops.activation_backward(ones, a, self.activations[i], out=ones, scratch=ws.scratch))
+            delta = ops.activation_backward(grad, a, self.activations[i], out=grad, scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
+            ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True, tf32=self.tf32)  # ∂L/∂W = δᵀ X
+            ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
+            if i > 0:
+                ops.matmul(delta, self.params.weights[i], out=ws.grad_outputs[i - 1], tf32=self.tf32)  # ∂L/∂X = δ W
+            if trace is not None:
+                trace[i]["delta"] = ops.to_numpy(delta)
+                trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
+                trace[i]["grad_bias"] = ops.to_numpy(ws.grad_biases[i])
+
+    def update(self, ws, lr, check=False, guarded=True, clip=None):
+        """The optimizer's update of every W and b at once, one backend operation over the flat
+        buffers, guarded by the workspace's status; with ``check``, its first pass instead (the
+        candidate values' finite check into ws.update_check). ``lr``: a (1,) device array."""
+        p = self.params
+        self.backend.optimizer_step(p.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
+                                    check=check, guarded=guarded, clip=clip, scratch=ws.scratch)
+
+    def set_optimizer(self, optimizer):
+        """Replace the optimizer, its state fresh; recorded steps (which hold the old update's
+        kernel, settings and state buffers) are dropped."""
+        self.params.set_optimizer(optimizer)
+        for ws in self.workspaces.values():
+            ws.recordings.clear()
+
+    # ------------------------------------------------------------------ one step
+    def step(self, X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None):
+        """Forward, loss, backward, update: only queued work. ``totals``: fit's per-epoch device
+        accumulator (``Backend.accumulate_step``). ``sync``: the data-parallel all-reduce of the
+        gradients, loss and checks, before the update's check. ``clip``: the global gradient norm
+        to clip to (its square is computed by the gradients' finite check, in the same pass)."""
+        ops = self.backend
+        if X is not None:
+            self.loss_async(X, Y, ws)
+            self.backward(X, ws)
+            if check_finite or clip is not None:
+                # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
+                # so every gradient is checked too, in one pass over the flat gradient buffer.
+                ops.finite_check(ws.grads, out=ws.grad_check, squares=clip is not None)
+        if sync is not None:  # every rank now holds the global batch's gradients, loss and checks
+            sync.reduce_mean(ws.payload, 0 if X is None else X.shape[0])
+            if clip is not None:  # the norm of the all-reduced gradients, not the mean of the ranks' norms
+                ops.finite_check(ws.grads, out=ws.grad_check, squares=True)
+        if check_finite:
+            # The update is checked before it is applied: a candidate parameter (or optimizer
+            # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
+            # stores nothing.
+            self.update(ws, lr, check=True, clip=clip)
+            if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
+                ops.accumulate_step(ws.status, totals, X.shape[0])
+        self.update(ws, lr, guarded=check_finite, clip=clip)
+
+    def train(self, X, Y, ws, check_finite=True, sync=None, clip=None):
+        """One step on checked backend arrays at the learning rate in ``params.lrs[0]``; returns the
+        loss before the update, or raises NonFiniteLossError for a refused step. ``sync``: the
+        data-parallel all-reduce; X None then means this rank has no rows at this step."""
+        lr = self.params.lr_views[0]
+        step = lambda: self.step(X, Y, ws, lr, check_finite, sync=sync, clip=clip)  # noqa: E731
+        if sync is None:
+            self.recorder.run(step, ws.recordings, arrays=(X, Y, self.params.flat, self.params.lrs),
+                              scalars=(check_finite, clip))
+        else:
+            if X is not None and sync.capturable:  # the all-reduce recorded inside the step's graph
+                self.recorder.run(step, ws.recordings, arrays=(X, Y, self.params.flat, self.params.lrs),
+                                  scalars=(check_finite, clip, sync))
+            else:
+                step()
+            sync.wait()
+        return read_status(ws, check_finite)
+
+    # ------------------------------------------------------------------ fit's launches
+    def fit_buffers(self, samples: int):
+        """fit's device buffers for a data set of ``samples`` rows: the epoch's permutation (int64),
+        the gather cursor (int64, 1) and the epoch's totals (float64, ``layouts.TOTALS``). Kept for
+        the last size seen, so that fit called again reuses them, and with them the recorded
+        launches, whose keys hold their addresses."""
+        if self.fit_state is None or self.fit_state[0] != samples:
+            empty = self.backend.empty
+            self.fit_state = None  # the old buffers go before the new ones are made
+            self.fit_state = (samples, (empty((samples,), numpy.int64), empty((1,), numpy.int64),
+                                        empty((len(TOTALS),), numpy.float64)))
+        return self.fit_state[1]
+
+    def fit_step(self, X, Y, order, cursor, ws, lr, totals, clip=None):
+        """One step of ``fit``, queued only: the next batch of the permutation ``order`` gathered
+        at the device's ``cursor`` into the workspace, then ``step`` summing into ``totals``."""
+        ops = self.backend
+        ops.gather_rows_at(X, order, cursor, ws.inputs)
+        ops.gather_rows_at(Y, order, cursor, ws.targets)
+        ops.advance_cursor(cursor, ws.inputs.shape[0])
+        self.step(ws.inputs, ws.targets, ws, lr, True, totals, clip=clip)
+
+    def launch(self, steps, X, Y, order, cursor, ws, totals, clip=None, between_steps=None):
+        """``steps`` consecutive ``fit_step`` s as one piece of recorded work, step i at the learning
+        rate ``params.lrs[i]`` (written before the launch): a recording backend records them once
+        (one CUDA graph) and replays them at every launch; nothing is read back. ``between_steps``:
+        called after each step where steps run one by one (a backend that does not record)."""
+        between_steps = None if self.recorder.records else between_steps
+        lrs = self.params.lr_views
+
+        def launch():
+            for i in range(steps):
+                self.fit_step(X, Y, order, cursor, ws, lrs[i], totals, clip)
+                if between_steps is not None:
+                    between_steps()
+
+        self.recorder.run(launch, ws.recordings, arrays=(X, Y, order, cursor, totals, self.params.flat, self.params.lrs),
+                          scalars=("fit", steps, X.shape[0], clip))
+
+    # ------------------------------------------------------------------ buffers and inputs
+    def workspace(self, batch: int) -> Workspace:
+        ws = self.workspaces.get(batch)
+        if ws is None:
+            try:
+                ws = Workspace(self.backend, self.layer_sizes, batch, self.dtype)
+            except MemoryError as exc:  # numpy's _ArrayMemoryError, cupy's OutOfMemoryError
+                raise self._batch_too_large(batch, exc) from None  # from None: frees the partial buffers
+            if len(self.workspaces) >= MAX_WORKSPACES:  # many batch sizes seen (forward, predict
+                del self.workspaces[next(iter(self.workspaces))]  # remainders): drop the oldest
+            self.workspaces[batch] = ws
+        return ws
+
+    def _batch_too_large(self, batch, exc):
+        nbytes = Workspace.nbytes(self.layer_sizes, batch, self.dtype)
+        try:
+            device = self.backend.device_name()
+        except Exception:  # the message matters more than the device's name
+            device = "device"
+        return BatchTooLargeError(
+            f"a batch of {batch} rows does not fit: its buffers need {nbytes} bytes ({nbytes / 2**30:.1f} GiB) "
+            f"for layer_sizes {self.layer_sizes} in {self.dtype.name} on the {self.backend.name} backend "
+            f"({device}), and allocating them failed ({type(exc).__name__}: {exc}); nothing was changed: "
+            f"use smaller batches (e.g. fit(..., batch_size=...) or predict(X, batch_size=...))",
+            batch, nbytes)
+
+    def own_or_copied(self, buffer, array):
+        """``array`` itself when the step can use it as it is, else ``buffer`` holding a copy."""
+        if self.backend.is_native(array) and array.dtype == self.dtype and array.flags.c_contiguous:
+            return array
+        self.backend.copyto(buffer, array)
+        return buffer
+
+
+def read_status(ws, check_finite) -> float:
+    """The step's loss from its status (the one host synchronisation of a step); with
+    ``check_finite``, NonFiniteLossError when the guarded update was refused."""
+    status = ws.status.tolist()
+    loss = status[STATUS.loss]
+    if check_finite:
+        # The guarded update was skipped (on the device, too) if any value is NaN/Inf.
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(loss)
+        if not math.isfinite(status[STATUS.grad_check]):
+            raise NonFiniteLossError(loss, "gradients")
+        if not math.isfinite(status[STATUS.update_check]):
+            raise NonFiniteLossError(loss, "update")
+    return loss

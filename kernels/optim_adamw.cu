@@ -1,0 +1,24 @@
+// adamw (gpubackprop/optimizers/adamw.py): p = p (1 - lr wd) (decoupled, torch.optim.AdamW), then
+// Adam's step on g itself.  h0 = beta1, h1 = beta2, h2 = eps, h3 = wd.
+#include "optim_common.cuh"
+
+struct AdamW {
+    static const int STATE = 2;
+    AdamScalars a;
+    real decay;
+    __device__ void init(long long t, double lr, double h0, double h1, double h2, double h3) {
+        a.init(t, lr, h0, h1, h2);
+        decay = (real)(1.0 - lr * h3);
+    }
+    __device__ __forceinline__ real candidate(real p, real g, real* s) const {
+        real u = a.step(g, s);
+        p = p * decay;
+        return p - u;
+    }
+};
+
+extern "C" __global__ void adamw_step(real* param, const real* grad, real* state, long long n, const long long* step,
+                                      const double* lr, double h0, double h1, double h2, double h3, double clip,
+                                      real* status, long long n_guard, int check) {
+    optimizer_step<AdamW>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, check);
+}
