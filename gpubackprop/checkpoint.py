@@ -2,7 +2,11 @@
 optimizer (settings and state) in one ``.npz`` file.
 
 The precision is an optional member, written only when it is not the default "fp32"; absent
-means "fp32".
+means "fp32". ``target_names`` is another: the names of the target columns the network was trained
+on (1-D text, one per output, or one for the class-label column of a softmax network), written only
+when given (``gpubackprop train`` gives a text file's header names, and ``predict`` names its output
+columns after them); absent means unnamed (y0, y1, ...). A file without either is byte for byte
+what it was; a file with either is refused by releases that predate the member.
 
 - The file is a zip of ``.npy`` members (``numpy.load`` reads it), written with fixed zip
   metadata (no timestamps, fixed order, stored uncompressed), so the same weights always give
@@ -45,7 +49,7 @@ _META = ("format", "version", "layer_sizes", "hidden_activation", "output_activa
 _META_V2 = ("loss", "optimizer", "optimizer_state", "optimizer_step")
 
 
-def _members(net):
+def _members(net, target_names=None):
     yield "format", numpy.array(FORMAT)
     yield "version", numpy.array(VERSION, dtype=numpy.int64)
     yield "layer_sizes", numpy.array(net.layer_sizes, dtype=numpy.int64)
@@ -54,6 +58,8 @@ def _members(net):
     yield "dtype", numpy.array(net.dtype.name)
     if net.precision != "fp32":  # optional: fp32 checkpoints keep the bytes they always had
         yield "precision", numpy.array(net.precision)
+    if target_names is not None:  # optional, as precision
+        yield "target_names", _checked_names(target_names, net.layer_sizes[-1], net.loss, ValueError)
     for i, (W, b) in enumerate(net.get_params()):
         yield f"W{i}", numpy.ascontiguousarray(W, dtype=net.dtype)
         yield f"b{i}", numpy.ascontiguousarray(b, dtype=net.dtype)
@@ -64,11 +70,25 @@ def _members(net):
     yield "optimizer_step", numpy.array(state["step"], dtype=numpy.int64)
 
 
-def to_bytes(net) -> bytes:
-    """The checkpoint file's content for ``net``: the same weights always give the same bytes."""
+def _checked_names(names, outputs, loss, error, path=None):
+    """``names`` as a 1-D unicode array of one name per output (or one: a softmax network's label
+    column); ``error`` (ValueError or CheckpointError) otherwise."""
+    array = numpy.array(list(names) if not isinstance(names, numpy.ndarray) else names)
+    counts = (outputs, 1) if loss == "softmax_cross_entropy" else (outputs,)
+    if array.ndim != 1 or array.dtype.kind != "U" or len(array) not in counts:
+        where = f"{path}: corrupt checkpoint (" if path else ""
+        raise error(f"{where}target_names must be {' or '.join(map(str, counts))} string(s), one per output"
+                    + (" or the label column" if len(counts) > 1 else "")
+                    + f", got {array.dtype} {array.shape}" + (")" if path else ""))
+    return array
+
+
+def to_bytes(net, target_names=None) -> bytes:
+    """The checkpoint file's content for ``net``: the same weights always give the same bytes.
+    ``target_names``: the optional member of that name (see the module's documentation)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, array in _members(net):
+        for name, array in _members(net, target_names):
             info = zipfile.ZipInfo(name + ".npy", date_time=_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED
             info.create_system = 3  # as written on Unix, wherever it is written
@@ -79,14 +99,14 @@ def to_bytes(net) -> bytes:
     return buffer.getvalue()
 
 
-def save(net, path) -> None:
-    """Write ``net`` to ``path`` atomically (temporary file in the same folder, flush, fsync, rename:
+def save(net, path, target_names=None) -> None:
+    """Write ``net`` (and the optional ``target_names``) to ``path`` atomically (temporary file in the same folder, flush, fsync, rename:
     ``gpubackprop.files.write_atomically``, the one writer of every file gpubackprop writes).
 
     A new file gets the permissions the umask allows (as ``open(path, "w")`` would give), an
     existing one keeps its own; the process umask is never touched (other threads may be creating
     files). Errors are the ``OSError`` of the failed step, naming ``path`` and the reason."""
-    data = to_bytes(net)
+    data = to_bytes(net, target_names)
     files.write_atomically(path, lambda handle: handle.write(data), what="the checkpoint")
 
 
@@ -169,7 +189,8 @@ def _text(arrays, key, path) -> str:
 def read(path) -> dict:
     """The checkpoint at ``path`` as {"layer_sizes", "hidden_activation", "output_activation",
     "dtype", "precision", "params", "loss", "optimizer" (an ``optimizers.Optimizer``),
-    "optimizer_state" (None for version 1 files: a fresh state)}, fully checked.
+    "optimizer_state" (None for version 1 files: a fresh state), "target_names" (a list of str, or
+    None when the file has none)}, fully checked.
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
@@ -210,7 +231,7 @@ def read(path) -> dict:
     if meta["precision"] not in PRECISIONS or (meta["precision"] == "tf32" and meta["dtype"] != "float32"):
         raise CheckpointError(f"{path}: corrupt checkpoint (precision {meta['precision']!r} with dtype "
                               f"{meta['dtype']!r}; valid: {', '.join(PRECISIONS)}, tf32 with float32 only)")
-    expected = set(required) | {"precision"}
+    expected = set(required) | {"precision", "target_names"}
     params = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         pair = []
@@ -228,9 +249,15 @@ def read(path) -> dict:
     if extra:
         raise CheckpointError(f"{path}: corrupt checkpoint (unexpected arrays {', '.join(extra)})")
     if version == 1:
-        return dict(layer_sizes=sizes, params=params, loss="mse", optimizer=optimizers.Optimizer(),
-                    optimizer_state=None, **meta)
-    return dict(layer_sizes=sizes, params=params, **_training_members(arrays, sizes, meta["dtype"], path), **meta)
+        content = dict(layer_sizes=sizes, params=params, loss="mse", optimizer=optimizers.Optimizer(),
+                       optimizer_state=None, **meta)
+    else:
+        content = dict(layer_sizes=sizes, params=params, **_training_members(arrays, sizes, meta["dtype"], path),
+                       **meta)
+    names = arrays.get("target_names")  # optional member
+    content["target_names"] = None if names is None else \
+        [str(n) for n in _checked_names(names, sizes[-1], content["loss"], CheckpointError, path)]
+    return content
 
 
 def _training_members(arrays, sizes, dtype, path) -> dict:

@@ -51,8 +51,9 @@ class NonFiniteLossError(FloatingPointError):
             at, kept = f"epoch {epoch}: ", f"the parameters are those at the end of epoch {epoch}"
         else:  # from fit: the steps before this one were applied
             at = f"epoch {epoch}, batch {batch}" + (f" of {batches}" if batches else "") + ": "
-            kept = ("this batch and the rest of the epoch were not applied: the parameters are those after the "
-                    + (f"last good step (batch {batch - 1})" if batch and batch > 1 else "start of this epoch"))
+            kept = ("this batch and the rest of the epoch were not applied: the parameters are "
+                    + (f"those after the last good step (batch {batch - 1})" if batch and batch > 1
+                       else "as at the start of this epoch"))
         super().__init__(f"{at}{what}; {kept}")
         self.loss = loss
         self.where = where

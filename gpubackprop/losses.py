@@ -84,3 +84,31 @@ def correct_per_batch_unit(name: str, outputs: int) -> int:
     """How many counted predictions one row holds: 1 (softmax: one label per row) or ``outputs``
     (sigmoid: one per output). Accuracy = correct / (rows × this)."""
     return outputs if name == "sigmoid_binary_cross_entropy" else 1
+
+
+def constant_baseline(name: str, Y, outputs: int | None = None) -> float:
+    """The loss of the best prediction that ignores the inputs, on the targets ``Y`` (a NumPy array:
+    rows (B, outputs), or labels (B,) for softmax with ``outputs`` classes): the figure a trained
+    network must beat to have learnt anything from its inputs.
+
+    - ``mse``: predicting each output's mean, L = Σ_j Var(Y_j)/2 (population variance, the
+      definition's 1/(2B) Σ over rows and outputs).
+    - ``softmax_cross_entropy``: predicting the class frequencies p̄ (the mean target row), L = −Σ_j
+      p̄_j log p̄_j (their entropy), since −1/B Σ_rows Σ_j y_j log p̄_j = −Σ_j p̄_j log p̄_j.
+    - ``sigmoid_binary_cross_entropy``: predicting each output's mean p_j, L = Σ_j −[p_j log p_j +
+      (1 − p_j) log(1 − p_j)] (0 log 0 = 0), likewise linear in y.
+    """
+    Y = numpy.asarray(Y, dtype=numpy.float64)
+    if name == "mse":
+        Y = Y.reshape(len(Y), -1)
+        return float(Y.var(axis=0).sum() / 2)
+    if name == "softmax_cross_entropy":
+        if Y.ndim == 1:
+            Y = numpy.bincount(Y.astype(numpy.int64), minlength=outputs or 0)[None, :] / len(Y)
+        p = Y.mean(axis=0)
+        return float(-(p[p > 0] * numpy.log(p[p > 0])).sum())
+    if name == "sigmoid_binary_cross_entropy":
+        p = Y.reshape(len(Y), -1).mean(axis=0)
+        q = 1 - p
+        return float(-(p[p > 0] * numpy.log(p[p > 0])).sum() - (q[q > 0] * numpy.log(q[q > 0])).sum())
+    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(NAMES)}")

@@ -86,20 +86,21 @@ def check_precision(precision, dtype: numpy.dtype) -> str:
     return precision
 
 
-def check_lr(lr, dtype=None) -> float:
+def check_lr(lr, dtype=None, name: str = "lr") -> float:
     """``lr`` as a Python float: a real number, finite and > 0; with ``dtype``, also neither 0 nor
-    Inf once rounded to it (a float32 network computes with float32(lr))."""
+    Inf once rounded to it (a float32 network computes with float32(lr)). ``name``: what messages
+    call it (the command line's "--lr")."""
     if type(lr) is not float:  # the common case skips the ABC check
         if isinstance(lr, (bool, numpy.bool_)) or not isinstance(lr, numbers.Real):
-            raise TypeError(f"lr must be a positive finite number, got {lr!r} ({type(lr).__name__})")
+            raise TypeError(f"{name} must be a positive finite number, got {lr!r} ({type(lr).__name__})")
         lr = float(lr)
     if not (_ROUNDS_TO_ZERO.get(dtype, 0.0) < lr <= _DTYPE_MAX.get(dtype, math.inf)):  # False for NaN too
         if dtype is not None and 0.0 < lr <= _ROUNDS_TO_ZERO[dtype]:
-            raise ValueError(f"lr {lr!r} rounds to 0 in {dtype} (whose smallest positive number is "
+            raise ValueError(f"{name} {lr!r} rounds to 0 in {dtype} (whose smallest positive number is "
                              f"{2 * _ROUNDS_TO_ZERO[dtype]:.4g}), so training would change nothing; "
                              f"expected a positive number that {dtype} can hold")
         limit = "" if dtype is None else f" (and at most {_DTYPE_MAX[dtype]:.4g} for {dtype})"
-        raise ValueError(f"lr must be a positive finite number{limit}, got {lr!r}")
+        raise ValueError(f"{name} must be a positive finite number{limit}, got {lr!r}")
     return lr
 
 
@@ -252,6 +253,9 @@ def as_targets(backend, array, name: str, outputs: int, batch: int, loss, check_
             host = backend.to_numpy(checked) if backend.is_native(checked) else numpy.asarray(checked)
             return one_hot(check_labels(host, name, outputs, batch), outputs)
         raise ValueError(_one_column_message(backend, checked, name, outputs, batch, loss))
+    if loss.labels and outputs > 1 and len(checked.shape) == 2 and checked.shape[1] == 1:
+        raise ValueError(f"{name} must be class labels of shape (batch,) or rows (batch, {outputs}), got shape "
+                         f"{tuple(checked.shape)}: class labels go as shape (batch,), e.g. {name}.ravel()")
     one_dimensional = len(checked.shape) == 1
     checked = as_batch(backend, checked, name, outputs, batch=batch)
     if finite:

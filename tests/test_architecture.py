@@ -286,7 +286,7 @@ def test_one_set_of_defaults():
     assert set(defaults.CLI_LR) <= set(gb.optimizers.NAMES)  # (an optimizer not listed trains at defaults.LR)
 
 
-@pytest.mark.parametrize("message", ["must be a positive int", "lr must be a positive finite number",
+@pytest.mark.parametrize("message", ["must be a positive int", "{name} must be a positive finite number{limit}",
                                      "clip_norm must be a positive finite number", "must be in {interval}",
                                      "takes logits: its output_activation must be"])
 def test_each_argument_rule_is_checked_in_one_place(message):

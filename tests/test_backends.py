@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from conftest import DEVICE_USABLE, skip
 
 import gpubackprop as gb
 from gpubackprop import backends
@@ -101,12 +102,12 @@ def test_mlp_accepts_a_backend_or_a_name(no_env):
 
 
 # ---------------------------------------------------------------------- CuPy unusable: the real case
-@pytest.mark.skipif(not cupy_importable(), reason="CuPy is not installed here (CI installs it for this test)")
+@pytest.mark.requires(None if cupy_importable() else "cupy not installed")  # (CI installs it for this test)
 def test_cupy_installed_but_no_device_real(no_env):
     import cupy
 
     if cupy.is_available():
-        pytest.skip("a CUDA device is usable here: the no-GPU path is covered on CPU-only machines")
+        skip(DEVICE_USABLE)
     problem = probe_cupy()
     assert problem is not None
     assert f"CuPy {cupy.__version__} is installed" in problem  # why: CuPy is there ...
@@ -126,7 +127,7 @@ def test_cupy_installed_but_no_device_real(no_env):
 
 def test_cupy_unusable_is_a_runtime_error_with_a_fix(no_env):
     if probe_cupy() is None:
-        pytest.skip("CuPy is usable here")
+        skip(DEVICE_USABLE)
     with pytest.raises(RuntimeError) as info:  # BackendUnavailableError is a RuntimeError
         gb.get_backend("cupy")
     assert isinstance(info.value, gb.BackendUnavailableError)
@@ -135,7 +136,7 @@ def test_cupy_unusable_is_a_runtime_error_with_a_fix(no_env):
 
 def test_env_override_to_cupy_when_unusable_raises(monkeypatch):
     if probe_cupy() is None:
-        pytest.skip("CuPy is usable here")
+        skip(DEVICE_USABLE)
     monkeypatch.setenv(ENV_VAR, "cupy")
     with pytest.raises(gb.BackendUnavailableError):
         gb.get_backend()

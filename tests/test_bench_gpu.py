@@ -2,6 +2,7 @@
 benchmark cases run there (kernels compile, CUDA events time, the GEMM floor is cuBLAS)."""
 import numpy
 import pytest
+from conftest import need, skip
 
 import gpubackprop as gb
 
@@ -42,9 +43,9 @@ def test_benchmark_cases_run_on_cupy():
 def test_torch_graphed_cases_run_and_report_ratios(precision):
     from gpubackprop import benchmark
 
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     if not torch.cuda.is_available():
-        pytest.skip(f"torch {torch.__version__} has no CUDA device")
+        skip("torch has no CUDA device")
     backend = gb.get_backend("cupy")
     rows = {r.case: r for r in benchmark.bench_size(backend, "small", [64, 128, 128, 1], 64, seconds=0.05,
                                                      precision=precision)}

@@ -3,6 +3,7 @@ import json
 
 import numpy
 import pytest
+from conftest import need
 
 from gpubackprop import benchmark
 from gpubackprop.cli import main
@@ -83,7 +84,7 @@ def test_bench_precision_flag(capsys):
 @pytest.mark.parametrize("loss, optimizer", [("softmax_cross_entropy", "adam"), ("sigmoid_binary_cross_entropy", "momentum"),
                                              ("mse", "adam")])
 def test_bench_cases_train_ours_and_torch_with_the_same_loss_and_optimizer(loss, optimizer):
-    pytest.importorskip("torch", reason="the torch case needs PyTorch")
+    need("torch")  # the torch case needs PyTorch
     from gpubackprop.backends import get_backend
 
     backend, training = get_backend("numpy"), benchmark.Training(loss, optimizer)
@@ -120,7 +121,7 @@ PEERS = [("torch_manual", "torch", benchmark.make_torch_manual), ("jax_jit", "ja
 @pytest.mark.parametrize("sizes, batch", [([6, 5, 4, 3], 8), ([2, 2, 1], 1)])
 @pytest.mark.parametrize("name, module, make", PEERS, ids=[p[0] for p in PEERS])
 def test_peer_step_is_ours_one_sgd_step(name, module, make, sizes, batch):
-    pytest.importorskip(module, reason=f"the {name} case needs {module}")
+    need(module)  # the case needs it
     from gpubackprop.backends import get_backend
 
     backend = get_backend("numpy")
@@ -141,7 +142,7 @@ def test_peer_step_is_ours_one_sgd_step(name, module, make, sizes, batch):
 
 @pytest.mark.parametrize("name, module, make", PEERS, ids=[p[0] for p in PEERS])
 def test_peers_say_why_they_skip_a_loss_or_optimizer_they_do_not_implement(name, module, make):
-    pytest.importorskip(module, reason=f"the {name} case needs {module}")
+    need(module)  # the case needs it
     from gpubackprop.backends import get_backend
 
     case = make(get_backend("numpy"), [6, 5, 3], 4, "float32", training=benchmark.Training("softmax_cross_entropy", "adam"))

@@ -9,16 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DEVICE_USABLE, skip
 
 from gpubackprop.backends import probe_cupy
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+@pytest.mark.requires("no bash or timeout" if shutil.which("bash") is None or shutil.which("timeout") is None else None)
 def test_gpu_script_without_a_device_skips_cleanly_and_states_its_stages(tmp_path):
     if probe_cupy() is None:
-        pytest.skip("a CUDA device is usable here: ci/gpu.sh would run its device stages (minutes)")
+        skip(DEVICE_USABLE)  # ci/gpu.sh would run its device stages (minutes)
     env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable)
     done = subprocess.run(["bash", str(REPO / "ci" / "gpu.sh")], capture_output=True, text=True, env=env,
                           timeout=120, cwd=REPO)

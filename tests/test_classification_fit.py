@@ -4,6 +4,7 @@ import math
 
 import numpy
 import pytest
+from conftest import need
 
 import gpubackprop as gb
 
@@ -111,8 +112,8 @@ def test_an_update_that_would_overflow_is_refused_in_train_step_and_fit(optimize
 
 # ---------------------------------------------------------------------- the digits target
 def digits():
-    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed (pip install scikit-learn)")
-    selection = pytest.importorskip("sklearn.model_selection")
+    datasets = need("sklearn.datasets")
+    selection = need("sklearn.model_selection")
     data = datasets.load_digits()  # bundled with scikit-learn: no download
     return selection.train_test_split(data.data / 16.0, data.target, test_size=0.25, random_state=0,
                                       stratify=data.target)

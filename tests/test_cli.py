@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DEVICE_USABLE, skip
 
 from gpubackprop import cli, lesson
 from gpubackprop.backends import ENV_VAR, probe_cupy
@@ -37,7 +38,7 @@ def test_demo_header_says_why_cupy_is_not_used(capsys, monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     problem = probe_cupy(short=True)
     if problem is None:
-        pytest.skip("CuPy is usable here: auto picks it")
+        skip(DEVICE_USABLE)  # auto picks it
     code, out, _ = run_cli(capsys, "demo")
     assert code == 0
     assert out.splitlines()[0] == f"backend: numpy (CPU; {problem})"
@@ -55,7 +56,7 @@ def test_demo_fails_when_a_value_differs_from_the_lesson(capsys, monkeypatch):
 
 def test_demo_on_unusable_cupy_is_an_error_with_the_reason(capsys):
     if probe_cupy() is None:
-        pytest.skip("CuPy is usable here")
+        skip(DEVICE_USABLE)
     code, out, err = run_cli(capsys, "demo", "--backend", "cupy")
     assert code == 2
     assert "cupy backend is unavailable" in err and "to fix" in err

@@ -278,8 +278,8 @@ def test_save_into_a_folder_that_cannot_be_written_fails_before_training(tmp_pat
     assert "epoch" not in done.stdout and not Path(target).exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
-                    reason="root writes into read-only folders; the /proc case above covers root")
+@pytest.mark.requires("running as root (root writes into read-only folders)"  # the /proc case covers root
+                      if (os.geteuid() == 0 if hasattr(os, "geteuid") else True) else None)
 def test_save_into_a_read_only_folder_fails_before_training(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from conftest import need
 
 import gpubackprop as gb
 from gpubackprop import checkpoint, cli, extras, training
@@ -65,7 +66,7 @@ TRAIN = ["train", "--backend", "numpy", "--samples", 64, "--epochs", 1]
 ])
 def test_every_train_output_is_checked_before_training(tmp_path, args, fragment):
     if "--plot" in args:
-        pytest.importorskip("matplotlib")
+        need("matplotlib")
     (tmp_path / "adir").mkdir()
     numpy.savez(tmp_path / "d.npz", X=numpy.zeros((8, 2)), Y=numpy.zeros(8))
     before = listing(tmp_path)
@@ -93,7 +94,7 @@ def test_predict_and_bench_outputs_are_checked_before_any_work(tmp_path):
 @pytest.mark.parametrize("what", ["checkpoint", "predictions", "plot"])
 def test_every_file_written_keeps_an_existing_files_permissions(tmp_path, what):
     if what == "plot":
-        pytest.importorskip("matplotlib")
+        need("matplotlib")
     if what == "predictions":
         assert run(tmp_path, *TRAIN, "--save", "m.npz").returncode == 0
         numpy.savez(tmp_path / "x.npz", X=numpy.zeros((4, 2)))
@@ -113,7 +114,7 @@ def test_every_file_written_keeps_an_existing_files_permissions(tmp_path, what):
 
 def test_checkpoints_predictions_and_plots_share_one_writer(tmp_path, monkeypatch, capsys):
     """A failure while writing leaves the old file whole: checked for each kind through the one writer."""
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     from gpubackprop import files
 
     calls = []
@@ -205,7 +206,7 @@ def test_the_final_line_reports_the_restored_best_epoch_when_the_epochs_run_out(
 
 
 def test_an_error_still_plots_what_was_measured_and_says_what_was_saved(tmp_path):
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     # lr 0.8 on a linear model: the loss grows every epoch and overflows in epoch 14
     done = run(tmp_path, "train", "--backend", "numpy", "--samples", 300, "--layers", "2,1", "--lr", 0.8,
                "--epochs", 100, "--patience", 100, "--save", "m.npz", "--plot", "loss.png")
@@ -223,7 +224,7 @@ def test_an_error_still_plots_what_was_measured_and_says_what_was_saved(tmp_path
 
 
 def test_ctrl_c_still_plots(tmp_path):
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     process = subprocess.Popen(command("train", "--backend", "numpy", "--epochs", 10 ** 6, "--samples", 2000,
                                        "--plot", "loss.png"), cwd=tmp_path, env=environment(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")

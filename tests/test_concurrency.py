@@ -6,6 +6,7 @@ import threading
 
 import numpy
 import pytest
+from conftest import skip
 
 import gpubackprop as gb
 from gpubackprop import backends
@@ -285,7 +286,7 @@ def test_networks_on_two_gpus_compute_on_their_own_device():
     import cupy
 
     if cupy.cuda.runtime.getDeviceCount() < 2:
-        pytest.skip("needs two CUDA devices")
+        skip("fewer than two CUDA devices")
     rng = numpy.random.default_rng(0)
     X, Y = rng.normal(size=(64, 4)), rng.normal(size=(64, 1))
     nets = [gb.MLP([4, 16, 1], backend=f"cupy:{i}", dtype="float64", seed=0) for i in (0, 1)]

@@ -16,7 +16,7 @@ import cuda_emulator
 from cuda_emulator import EmulatorError, Module
 from gpubackprop.backends.cupy_backend import _NVRTC_OPTIONS, kernel_source
 
-pytestmark = pytest.mark.skipif(cuda_emulator.skip_reason() is not None, reason=str(cuda_emulator.skip_reason()))
+pytestmark = pytest.mark.requires(cuda_emulator.skip_reason())
 
 OPTIONS = _NVRTC_OPTIONS  # what CupyBackend passes (CuPy then appends -ftz=true)
 
@@ -158,7 +158,7 @@ def _libasan():
     return found if os.path.isabs(found) and os.path.exists(found) else None
 
 
-@pytest.mark.skipif(_libasan() is None, reason="no libasan for the host compiler (AddressSanitizer mode)")
+@pytest.mark.requires("no libasan for the host compiler" if _libasan() is None else None)  # (AddressSanitizer mode)
 @pytest.mark.parametrize("bound", ["i < n", "i <= n"], ids=["in_bounds", "off_by_one"])
 def test_address_sanitizer_mode_catches_a_read_past_the_end(bound, tmp_path):
     script = tmp_path / "asan_run.py"

@@ -40,8 +40,8 @@ def _mpi_problem():
     return None
 
 
-needs_mpi = pytest.mark.skipif(_mpi_problem() is not None and not os.environ.get("GPUBACKPROP_REQUIRE_MPI"),
-                               reason=str(_mpi_problem()))
+needs_mpi = pytest.mark.requires("no MPI (mpi4py or mpiexec missing)" if _mpi_problem() is not None
+                                 and not os.environ.get("GPUBACKPROP_REQUIRE_MPI") else None)
 
 
 def mpirun(n, scenario, out, *, backend="numpy", timeout=120, env=None, check=True):
@@ -345,7 +345,7 @@ def test_two_ranks_on_one_gpu_use_the_host_staged_all_reduce(tmp_path):
 
 @pytest.mark.gpu
 @needs_mpi
-@pytest.mark.skipif(_gpus() < 2, reason="the NCCL path needs two GPUs")
+@pytest.mark.requires("fewer than two CUDA devices" if _gpus() < 2 else None)  # the NCCL path needs two
 def test_nccl_all_reduce_inside_the_recorded_step(tmp_path):
     _, _, ranks = mpirun(2, "replicas", tmp_path, backend="cupy")
     assert str(ranks[0]["sync"]) == "nccl"

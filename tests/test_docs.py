@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import missing, skip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import doc_examples  # noqa: E402
@@ -37,8 +38,8 @@ def test_documented_example_runs_as_written(chain, tmp_path, monkeypatch):
     for example in chain:
         for name in example.requires:
             why = doc_examples.missing(name)
-            if why is not None:
-                pytest.skip(f"{example.where} needs {name}: {why}")
+            if why is not None:  # one reason per missing module, whichever example needs it
+                skip(missing(name.split(".")[0]) or f"{name} cannot be had here")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__main__"}
     for example in chain:
@@ -125,7 +126,7 @@ def test_the_documentation_builds_with_warnings_as_errors(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
         # ci/cpu.sh sets GPUBACKPROP_REQUIRE_DOCS (the test extra installs them): there this is a failure.
         assert not os.environ.get("GPUBACKPROP_REQUIRE_DOCS"), "mkdocs/mkdocstrings missing where CI requires them"
-        pytest.skip("mkdocs and mkdocstrings are not installed (pip install '.[docs]'; the test extra brings them)")
+        skip(missing("mkdocs") or missing("mkdocstrings_handlers") or "mkdocs not installed")
     environment = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=environment)

@@ -20,8 +20,8 @@ import pytest
 import gpubackprop as gb
 from gpubackprop import losses, optimizers
 
-cuda_emulator = pytest.importorskip("cuda_emulator")
-pytestmark = pytest.mark.skipif(cuda_emulator.skip_reason() is not None, reason=str(cuda_emulator.skip_reason()))
+import cuda_emulator  # noqa: E402 (tests/cuda_emulator)
+pytestmark = pytest.mark.requires(cuda_emulator.skip_reason())
 
 from cuda_emulator import device as emulated  # noqa: E402
 

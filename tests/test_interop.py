@@ -1,6 +1,7 @@
 """DLPack interop: torch (CPU in CI, CUDA on a GPU machine) arrays in, without copies where possible."""
 import numpy
 import pytest
+from conftest import missing, skip
 
 import gpubackprop as gb
 from gpubackprop import validation
@@ -10,9 +11,7 @@ try:
     import torch
 except ImportError:  # the tests that need no torch still run
     torch = None
-needs_torch = pytest.mark.skipif(
-    torch is None, reason="torch is not installed; the CPU build: "
-                          "pip install torch --index-url https://download.pytorch.org/whl/cpu")
+needs_torch = pytest.mark.requires(missing("torch"))  # one short reason (tests/conftest.py: the install line once)
 
 
 def pointer(array):
@@ -155,9 +154,9 @@ def test_torch_hints_name_the_torch_calls():
 # ---------------------------------------------------------------------- CUDA (marked gpu)
 def cuda_torch():
     if torch is None:
-        pytest.skip("torch is not installed")
+        skip(missing("torch"))
     if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
+        skip("torch has no CUDA device")
     return torch.device("cuda", 0)
 
 

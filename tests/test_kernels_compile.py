@@ -37,7 +37,7 @@ def find_nvcc():
 
 
 NVCC = find_nvcc()
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (neither on PATH nor in CUDA_HOME or /usr/local/cuda)")
+needs_nvcc = pytest.mark.requires("nvcc not found" if NVCC is None else None)  # (on PATH, in CUDA_HOME or /usr/local/cuda)
 
 
 def compile_with_ptxas_report(source: Path, real: str, tmp_path: Path):

@@ -2,6 +2,7 @@
 label checking, probabilities/classes, and the accuracy count. CPU; the kernels: tests/test_classify_gpu.py."""
 import numpy
 import pytest
+from conftest import missing
 
 import gpubackprop as gb
 from gpubackprop.backends import get_backend
@@ -11,7 +12,7 @@ try:  # the live parity tests need PyTorch; the stored torch values are checked 
 except ImportError:
     torch = None
 F = None if torch is None else torch.nn.functional
-needs_torch = pytest.mark.skipif(torch is None, reason="torch: not installed (live parity; stored values checked anyway)")
+needs_torch = pytest.mark.requires(missing("torch"))  # (live parity; the stored torch values are checked anyway)
 CPU = get_backend("numpy")
 TOL = 1e-12
 

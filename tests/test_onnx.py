@@ -4,13 +4,14 @@ import sys
 
 import numpy
 import pytest
+from conftest import need
 
 import gpubackprop as gb
 import gpubackprop.onnx as gb_onnx
 from gpubackprop import activations, losses
 
-onnx = pytest.importorskip("onnx", reason="pip install '.[test]' brings onnx")
-ort = pytest.importorskip("onnxruntime", reason="pip install '.[test]' brings onnxruntime")
+onnx = need("onnx")
+ort = need("onnxruntime")
 
 # onnxruntime's GEMM sums in another order than NumPy's BLAS and its Sigmoid is 1/(1 + e^−z)
 # where the network computes (1 + tanh(z/2))/2: results agree to rounding (observed: a few ulp,

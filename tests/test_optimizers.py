@@ -4,6 +4,7 @@ import math
 
 import numpy
 import pytest
+from conftest import missing
 
 import gpubackprop as gb
 from gpubackprop import optimizers
@@ -13,7 +14,7 @@ try:  # the live parity tests need PyTorch; the stored torch values are checked 
 except ImportError:
     torch = None
 F = None if torch is None else torch.nn.functional
-needs_torch = pytest.mark.skipif(torch is None, reason="torch: not installed (live parity; stored values checked anyway)")
+needs_torch = pytest.mark.requires(missing("torch"))  # (live parity; the stored torch values are checked anyway)
 
 CONFIGS = [
     ("sgd", {}, {}),

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_NAMES = sorted(path.name for path in (REPO / "kernels").glob("*.cu"))
@@ -15,7 +16,7 @@ KERNEL_NAMES = sorted(path.name for path in (REPO / "kernels").glob("*.cu"))
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     # No build isolation: the build backend comes from the test extras (no network needed).
-    pytest.importorskip("hatchling", reason="hatchling is not installed (pip install '.[test]' brings it)")
+    need("hatchling")
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",

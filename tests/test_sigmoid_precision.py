@@ -13,6 +13,7 @@ carries t's relative error at most once): ≤ 4 ulp float32, ≤ 3 ulp float64. 
 normal range the result is subnormal, where a ulp is the subnormal spacing, then exactly 0."""
 import numpy
 import pytest
+from conftest import need, skip
 
 import gpubackprop as gb
 from gpubackprop.backends.numpy_backend import NumpyBackend
@@ -28,7 +29,7 @@ EXTENDED = numpy.finfo(numpy.longdouble).nmant > numpy.finfo(numpy.float64).nman
 
 def needs_extended(dtype):
     if dtype == "float64" and not EXTENDED:
-        pytest.skip("float64 truth needs numpy.longdouble wider than float64 (x86-64 has it; this platform not)")
+        skip("float64 truth needs numpy.longdouble wider than float64 (x86-64 has it; this platform not)")
 
 
 def grid(dtype, n=200001):
@@ -86,7 +87,7 @@ def test_sigmoid_examples_of_the_issue(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sigmoid_matches_scipy_expit(dtype):
-    special = pytest.importorskip("scipy.special")
+    special = need("scipy.special")
     z = grid(dtype, 20001)
     out = identity_layer(dtype).forward(z.reshape(-1, 1)).ravel()
     # expit in the same dtype: each side within a few ulp of the truth, so within their sum of each other;
@@ -100,7 +101,7 @@ def test_sigmoid_matches_scipy_expit(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sigmoid_matches_torch_sigmoid(dtype):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     z = grid(dtype, 20001)
     out = identity_layer(dtype).forward(z.reshape(-1, 1)).ravel()
     expected = torch.sigmoid(torch.from_numpy(z.copy())).numpy()
@@ -144,7 +145,7 @@ def test_predict_proba_keeps_rare_events_apart(dtype):
 
 
 def test_predict_proba_roc_auc_equals_the_logits_roc_auc():
-    metrics = pytest.importorskip("sklearn.metrics")
+    metrics = need("sklearn.metrics")
     rng = numpy.random.default_rng(0)
     # A rare-event score: most logits far below 0, positives a little higher on average.
     y = (rng.random(2000) < 0.05).astype(int)

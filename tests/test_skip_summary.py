@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import DEVICE_USABLE, skip
 
 from gpubackprop.backends import probe_cupy
 
@@ -15,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def test_no_device_skips_fold_into_one_short_line_per_kind():
     if probe_cupy() is None:
-        pytest.skip("a CUDA device is usable here: nothing is skipped for want of one")
+        skip(DEVICE_USABLE)  # nothing is skipped for want of one
     # Two files with many gpu tests and one with the cupy half of the backend fixture.
     files = ["tests/test_tf32_gpu.py", "tests/test_gpu.py", "tests/test_lesson.py"]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

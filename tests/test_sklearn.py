@@ -10,9 +10,9 @@ import warnings
 
 import numpy
 import pytest
+from conftest import need
 
-sklearn = pytest.importorskip("sklearn", minversion="1.6", reason="gpubackprop.sklearn needs scikit-learn >= 1.6 "
-                              "(pip install '.[test]' brings it)")
+sklearn = need("sklearn", minversion="1.6")  # gpubackprop.sklearn needs scikit-learn >= 1.6
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_diabetes, load_digits, make_classification, make_multilabel_classification, \
     make_regression  # noqa: E402
@@ -32,7 +32,7 @@ def _one_blas_thread():
     """One BLAS thread in this process (GridSearchCV's workers get one from joblib already): on a
     busy shared CPU, OpenBLAS's threads waiting on each other made a 200x64 GEMM 100 times slower.
     Changes no result that these tests compare: each test runs with the same setting throughout."""
-    threadpoolctl = pytest.importorskip("threadpoolctl", reason="a scikit-learn dependency")
+    threadpoolctl = need("threadpoolctl")  # a scikit-learn dependency
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         yield
 
@@ -197,7 +197,7 @@ def test_fitted_attributes_as_scikit_learn_sets_them():
 
 
 def test_feature_names_in():
-    pandas = pytest.importorskip("pandas", reason="feature names come from pandas DataFrames")
+    pandas = need("pandas")  # feature names come from pandas DataFrames
     X, y = make_regression(n_samples=40, n_features=3, random_state=0)
     frame = pandas.DataFrame(X, columns=["a", "b", "c"])
     est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3).fit(frame, y)
@@ -316,7 +316,7 @@ def test_multilabel_classification_and_multi_output_regression():
 ], ids=["binary", "multiclass", "multilabel", "regression"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_estimator_onnx_export_reproduces_predictions(make, dtype, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="pip install '.[test]' brings onnxruntime")
+    ort = need("onnxruntime")
     (X, y), cls, kwargs = make()
     est = cls(hidden_layer_sizes=(7,), max_iter=10, random_state=0, dtype=dtype, **kwargs)
     with warnings.catch_warnings():
@@ -336,7 +336,7 @@ def test_estimator_onnx_export_reproduces_predictions(make, dtype, tmp_path):
 
 
 def test_classifier_onnx_labels_are_strings_too(digits):
-    ort = pytest.importorskip("onnxruntime", reason="pip install '.[test]' brings onnxruntime")
+    ort = need("onnxruntime")
     X_train, X_test, y_train, _ = digits
     est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
     with warnings.catch_warnings():

@@ -8,6 +8,7 @@ typical magnitude; FP32 GEMMs agree with a float64 product to about 1e-6.
 """
 import numpy
 import pytest
+from conftest import skip
 
 import gpubackprop as gb
 
@@ -20,7 +21,7 @@ def relative_error(got, reference):
 
 def needs_tf32(backend):
     if not backend.tf32:
-        pytest.skip(f"{backend.describe()} has no TF32 tensor cores (compute capability < 8.0)")
+        skip(f"{backend.describe()} has no TF32 tensor cores (compute capability < 8.0)")
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, True), (True, False), (False, False)])  # the step's three

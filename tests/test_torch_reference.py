@@ -11,6 +11,7 @@ import pathlib
 
 import numpy
 import pytest
+from conftest import need
 
 import gpubackprop as gb
 from gpubackprop.backends import get_backend
@@ -93,7 +94,7 @@ def test_sigmoid_equals_stored_torch_sigmoid():
 
 
 def test_the_script_still_produces_the_stored_file():
-    pytest.importorskip("torch", reason="regenerating the torch reference needs PyTorch")
+    need("torch")  # regenerating the torch reference needs PyTorch
     fresh = ref.compute()
     assert sorted(fresh) == sorted(STORED)
     for key, value in fresh.items():

@@ -9,11 +9,12 @@ import math
 
 import numpy
 import pytest
+from conftest import need
 
 import gpubackprop as gb
 from gpubackprop.optimizers import schedules
 
-torch = pytest.importorskip("torch")
+torch = need("torch")
 
 SIZES = [3, 8, 6, 2]
 ROWS, BATCH = 70, 16  # 5 steps an epoch, the last one partial (6 rows)

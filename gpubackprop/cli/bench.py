@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 
 import numpy
@@ -86,6 +87,8 @@ def _write_json(path, content):
 
 def main(args) -> int:
     _check_outputs(args)
+    if not (args.seconds > 0 and math.isfinite(args.seconds)):  # before any output
+        raise UsageError(f"--seconds must be a positive number of seconds per case, got {args.seconds}")
     backend = get_backend(args.backend)
     if args.kernels:
         return _kernels(backend, args)

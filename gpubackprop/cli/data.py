@@ -51,11 +51,13 @@ def builtin_spirals(samples: int, seed: int):
     return X + SPIRAL_NOISE * rng.standard_normal((samples, 2)), labels
 
 
-def classification_targets(path, Y, loss, classes=None):
+def classification_targets(path, Y, loss, classes=None, column="Y"):
     """Y of a data file as the loss takes it: for softmax cross-entropy one column of integer labels
     becomes (labels, classes): max label + 1 classes, or ``classes`` (the outputs of an --init
-    network: the labels must be below it); otherwise Y as it is, with its column count."""
+    network: the labels must be below it); otherwise Y as it is, with its column count. ``column``
+    names the target column in messages (e.g. "the target column 'z'")."""
     if loss == "softmax_cross_entropy" and Y.shape[1] == 1:
+        _check_label_values(path, Y[:, 0], column)
         given = classes
         try:
             labels = check_labels(Y[:, 0], "Y", classes=int(Y.max()) + 1 if given is None else given)
@@ -71,6 +73,29 @@ def classification_targets(path, Y, loss, classes=None):
     return Y, Y.shape[1]
 
 
+def _check_label_values(path, values, column):
+    """DataError unless ``values`` (finite floats) are whole numbers >= 0: the class labels 0, 1, ...
+    that --loss softmax_cross_entropy reads from one target column (else: regression targets?)."""
+    whole = numpy.floor(values) == values
+    if not whole.all():
+        bad = int(numpy.argmin(whole))
+        raise DataError(f"{path}: --loss softmax_cross_entropy reads {column} as integer class labels, but it holds "
+                        f"non-integer values ({float(values[bad])!r} in data row {bad + 1}); for regression on it "
+                        f"leave --loss out (mse, the default)")
+    if values.min() < 0:
+        bad = int(numpy.argmin(values))
+        raise DataError(f"{path}: --loss softmax_cross_entropy reads {column} as class labels 0, 1, 2, ..., but it "
+                        f"holds {float(values[bad]):g} (data row {bad + 1}); number the classes from 0")
+
+
+def target_description(target_names, Y) -> str:
+    """How messages name the target column(s): by header name where the file has one."""
+    if target_names:
+        return f"the target column {target_names[0]!r}" if len(target_names) == 1 else \
+            f"the target columns {', '.join(map(repr, target_names))}"
+    return "the target column" if Y.shape[1] == 1 else "the target columns"
+
+
 def _data_file(path):
     """(Path, lower-case suffix) of an existing regular file; DataError otherwise."""
     path = Path(path)
@@ -80,23 +105,24 @@ def _data_file(path):
 
 
 def load_data(path, target_columns=None, delimiter=None):
-    """(X, Y, dialect) with X and Y as 2-D float64 arrays from an .npz or delimited text file
-    (.csv, .tsv, .txt: see ``cli_text``); dialect: how a text file was read (None for .npz);
-    DataError saying what is wrong."""
+    """(X, Y, dialect, target_names) with X and Y as 2-D float64 arrays from an .npz or delimited
+    text file (.csv, .tsv, .txt: see ``cli_text``); dialect: how a text file was read (None for
+    .npz); target_names: the header's names of the target columns (None for .npz or a file without
+    a header). DataError saying what is wrong."""
     path, suffix = _data_file(path)
-    dialect = None
+    dialect = names = None
     if suffix == ".npz":
         if target_columns is not None or delimiter is not None:
             raise DataError(f"{'--target-columns' if target_columns is not None else '--delimiter'} applies to text "
                             f"files only; an .npz file names its arrays X and Y")
         X, Y = _load_npz(path)
     elif suffix in cli_text.SUFFIXES:
-        X, Y, dialect = _load_csv(path, target_columns, delimiter)
+        X, Y, dialect, names = _load_csv(path, target_columns, delimiter)
     else:
         raise DataError(f"data file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .npz (arrays X, Y) "
                         f"or delimited text ({', '.join(cli_text.SUFFIXES)})")
     X, Y = _check_shapes(path, X, Y)
-    return X, Y, dialect
+    return X, Y, dialect, names
 
 
 def load_features(path, drop_columns=None, delimiter=None):
@@ -201,8 +227,12 @@ def _check_shapes(path, X, Y):
 
 
 def _load_csv(path, target_columns, delimiter=None):
-    """(X, Y, dialect) of a delimited text file (``cli_text.read_table``), split by ``target_columns``."""
-    table = _read_text(path, delimiter)
+    """(X, Y, dialect, target names or None) of a delimited text file (``cli_text.read_table``),
+    split by ``target_columns``. Text in a target column gets a hint on encoding class labels."""
+    try:
+        table = _read_text(path, delimiter, reraise=True)
+    except cli_text.TextDataError as exc:
+        raise DataError(str(exc) + _label_hint(path, exc, target_columns)) from None
     width = table.values.shape[1]
     if width < 2:
         raise DataError(f"{path} ({table.dialect}): need at least 2 columns (features and targets), got {width}; "
@@ -211,13 +241,32 @@ def _load_csv(path, target_columns, delimiter=None):
     features = [c for c in range(width) if c not in targets]
     if not features:
         raise DataError(f"{path}: every column is a target; leave at least one feature column")
-    return table.values[:, features], table.values[:, targets], table.dialect
+    names = None if table.header is None else [table.header[c] for c in targets]
+    return table.values[:, features], table.values[:, targets], table.dialect, names
 
 
-def _read_text(path, delimiter=None):
+def _label_hint(path, exc, target_columns) -> str:
+    """For a cell of text in a target column: how to turn such labels into class numbers."""
+    if exc.column is None:
+        return ""
+    try:
+        targets = _target_indices(path, target_columns, exc.header, exc.width)
+    except DataError:
+        return ""
+    if exc.column not in targets:
+        return ""
+    name = repr(exc.header[exc.column]) if exc.header else str(exc.column)
+    return (f"; the target column {name} holds text: for class labels encode them as 0, 1, 2, ... first (in "
+            f"Python: classes, codes = numpy.unique(column, return_inverse=True), then write codes in its place) "
+            f"and train with --loss softmax_cross_entropy")
+
+
+def _read_text(path, delimiter=None, reraise=False):
     try:
         return cli_text.read_table(path, cli_text.parse_delimiter(delimiter))
     except cli_text.TextDataError as exc:
+        if reraise:
+            raise
         raise DataError(str(exc)) from None
 
 

@@ -13,8 +13,15 @@ LOSS_LABELS = {"mse": "loss  L = 1/(2B) Σ (ŷ − y)²", "softmax_cross_entropy
 def plot_history(history, path, title, loss="mse"):
     """Training (and validation) loss per epoch, log scale, and beside it the accuracy when the
     history has one (classification losses); written to ``path`` (no pyplot state)."""
+    fig = loss_figure(history, title, loss)
+    files.write_atomically(path, lambda handle: fig.savefig(handle, format=plot_format(path)), what="the plot")
+
+
+def loss_figure(history, title, loss="mse"):
+    """The matplotlib Figure of ``plot_history`` (epochs on whole-number ticks)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     with_accuracy = bool(history.accuracy)
     fig = Figure(figsize=(11.0 if with_accuracy else 6.4, 4.2), dpi=120)
@@ -28,6 +35,7 @@ def plot_history(history, path, title, loss="mse"):
     if history.best_epoch is not None:
         ax.axvline(history.best_epoch, color="grey", linestyle=":", label=f"best epoch ({history.best_epoch})")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no 1.2, 1.4 ticks
     ax.set_xlabel("epoch")
     ax.set_ylabel(LOSS_LABELS[loss])
     ax.grid(True, which="both", alpha=0.3)
@@ -39,13 +47,14 @@ def plot_history(history, path, title, loss="mse"):
         if history.val_accuracy:
             ax.plot(epochs, [100 * a for a in history.val_accuracy], marker="s", markersize=2.5,
                     label="validation accuracy (end of epoch)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    files.write_atomically(path, lambda handle: fig.savefig(handle, format=plot_format(path)), what="the plot")
+    return fig
 
 
 def plot_format(path) -> str:
@@ -95,16 +104,29 @@ def held_epoch(history, clean: bool):
     return (len(history) if clean and len(history) else None), False
 
 
-def final_line(history, held, restored, why, n_train) -> str:
-    """The metrics of the network that is saved: those of the epoch whose parameters it holds."""
+# A training loss above this share of the constant predictor's is "no better than" it.
+NO_BETTER = 0.9
+
+
+def versus_baseline(loss: float, baseline, loss_name: str = "mse") -> str:
+    """The training loss beside the loss of the best constant prediction on the training targets
+    (``losses.constant_baseline``): the one figure that says whether the network learnt anything."""
+    text = f"train loss {loss:.4g}"
+    if baseline is None or not baseline > 0:
+        return text
+    what = "predicting the mean" if loss_name == "mse" else "predicting the class frequencies"
+    name = "the mean predictor's" if loss_name == "mse" else "the class-frequency predictor's"
+    if loss >= NO_BETTER * baseline:
+        return f"{text}, {name} {baseline:.4g}: no better than {what}"
+    return f"{text} ({baseline / loss:.1f}x below {name} {baseline:.4g})" if loss > 0 else \
+        f"{text} ({name}: {baseline:.4g})"
+
+
+def final_line(history, held, restored, why, n_train, baseline=None, loss_name="mse") -> str:
+    """The metrics of the network that is saved: those of the epoch whose parameters it holds, its
+    training loss beside ``baseline`` (the constant predictor's, ``versus_baseline``)."""
     record = history.records[(held or len(history)) - 1]
-    first, loss = history.loss[0], record["loss"]
-    if 0 < loss <= first:
-        metrics = f"train loss {loss:.3e} ({first / loss:.1f}x below the first epoch's {first:.3e})"
-    elif loss > first:
-        metrics = f"train loss {loss:.3e} ({loss / first:.3g}x above the first epoch's {first:.3e})"
-    else:
-        metrics = f"train loss {loss:.3e}"
+    metrics = versus_baseline(record["loss"], baseline, loss_name)
     if "val_loss" in record:
         metrics += f", val loss {record['val_loss']:.3e}"
     if "val_accuracy" in record:

@@ -41,7 +41,12 @@ DELIMITER_HELP = ("text files: the column delimiter, a character or one of tab, 
 
 
 class TextDataError(ValueError):
-    """A text data file that cannot be read as columns of numbers; the message says where and why."""
+    """A text data file that cannot be read as columns of numbers; the message says where and why.
+
+    For a cell that is not a number, ``column`` is its 0-based column, ``header`` the file's header
+    (or None) and ``width`` its number of columns (so a caller can tell a target column); else None."""
+
+    column = header = width = None
 
 
 @dataclass
@@ -235,8 +240,10 @@ def _cells(path, content, split, width, trailing, header, delimiter):
             value = _number(cell)
             if value is None:
                 column = f"column {c}" + (f" ({header[c]!r})" if header else "")
-                raise TextDataError(f"{where}, {column}: {cell.strip()!r} is not a number (line {number})"
-                                    f"{_why(cell, delimiter)}")
+                error = TextDataError(f"{where}, {column}: {cell.strip()!r} is not a number (line {number})"
+                                      f"{_why(cell, delimiter)}")
+                error.column, error.header, error.width = c, header, width
+                raise error
             values[r, c] = value
     return values
 

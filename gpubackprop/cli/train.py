@@ -33,14 +33,17 @@ import os
 import sys
 import types
 
-from .. import defaults, distributed, extras, losses, optimizers, training
+import numpy
+
+from .. import checkpoint, defaults, distributed, extras, losses, optimizers, training, validation
 from ..backends import ENV_VAR, describe
 from ..errors import DistributedError, NonFiniteLossError, TrainingInterrupted
 from ..model import MLP
 from ..validation import one_hot
 from .common import UsageError, check_not_input, check_outputs, one_line
 from .data import (BUILTIN_NOISE, BUILTIN_RANGE, SPIRAL_CLASSES, SPIRAL_NOISE, SPIRAL_TURNS, DataError,
-                   builtin_spirals, builtin_task, classification_targets, load_data, split)
+                   builtin_spirals, builtin_task, classification_targets, load_data, split,
+                   target_description)
 from .options import DEFAULT_LR, add_arguments, init_sizes, network_from, parse_layers, resolve_options  # noqa: F401
 from .report import final_line, held_epoch, ordinal, plot_format, plot_history, plural, row, table_step
 
@@ -103,6 +106,12 @@ def _check_arguments(run):
         except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
     run.lr = DEFAULT_LR.get(args.optimizer, defaults.LR) if args.lr is None else args.lr
+    try:  # the library's rules, under the flags' names, before any output
+        validation.positive_int("--epochs", args.epochs)
+        validation.positive_int("--batch-size", args.batch_size)
+        validation.check_lr(run.lr, numpy.dtype(args.dtype), name="--lr")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     if args.patience is not None and args.patience < 1:
         raise UsageError(f"--patience must be a positive number of epochs, got {args.patience}")
     if args.patience is not None and args.val_fraction == 0:
@@ -112,14 +121,15 @@ def _check_arguments(run):
 def _load_data(run):
     """The data (a file or the built-in task), split into training and validation rows; the sizes."""
     args, saved = run.args, run.saved
-    run.data_shapes = None
+    run.data_shapes = run.target_names = None
     if args.data:
-        X, Y, dialect = load_data(args.data, args.target_columns, args.delimiter)
+        X, Y, dialect, run.target_names = load_data(args.data, args.target_columns, args.delimiter)
         run.source = f"{args.data}" + (f" ({dialect})" if dialect else "")
         run.data_shapes = f"X {X.shape}, Y {Y.shape}"
         # with --init the sizes come from the file: labels must be below its outputs
         Y, n_out = classification_targets(args.data, Y, args.loss,
-                                          classes=None if saved is None else saved["layer_sizes"][-1])
+                                          classes=None if saved is None else saved["layer_sizes"][-1],
+                                          column=target_description(run.target_names, Y))
     else:
         for flag, value in (("--target-columns", args.target_columns), ("--delimiter", args.delimiter)):
             if value is not None:
@@ -137,6 +147,8 @@ def _load_data(run):
             run.source = (f"built-in task z = sin(x)·cos(y) + N(0, {BUILTIN_NOISE}²), x, y ~ U(-{BUILTIN_RANGE:g}, "
                           f"{BUILTIN_RANGE:g}), seed {args.seed}")
     (run.X_train, run.Y_train), run.val = split(X, Y, args.val_fraction, args.seed)
+    # what predicting without the inputs would score, on all the training rows (before any sharding)
+    run.baseline = losses.constant_baseline(args.loss, run.Y_train, n_out)
     run.sizes = parse_layers(args.layers, X.shape[1], n_out) if saved is None else \
         init_sizes(args, saved, X.shape[1], n_out)
     run.n_train, run.n_val = run.X_train.shape[0], 0 if run.val is None else run.val[0].shape[0]
@@ -253,7 +265,7 @@ def _report(run) -> int:
         plot_history(history, args.plot, title, loss=args.loss)
         print(f"saved the {'loss and accuracy curves' if history.accuracy else 'loss curve'} to {args.plot}")
     if len(history):
-        print(final_line(history, held, restored, why, run.n_train))
+        print(final_line(history, held, restored, why, run.n_train, run.baseline, args.loss))
     return _exit_code(run, save)
 
 
@@ -274,7 +286,8 @@ def _why(run) -> str:
 
 
 def _save(run, held, restored, why):
-    run.net.save(run.args.save)
+    names = run.target_names or (run.saved or {}).get("target_names")
+    checkpoint.save(run.net, run.args.save, target_names=names)  # MLP.save's writer, with the target names
     if restored:
         what = f" (epoch {held}'s parameters, the best, restored when {why})"
     elif run.interrupted is not None:

@@ -13,7 +13,9 @@ What differs from scikit-learn's estimators, and why:
 
 - ``solver``: "adam" and "sgd" (with ``momentum`` > 0: the momentum optimizer, Nesterov's with
   ``nesterovs_momentum``). No "lbfgs" (not a mini-batch method); no ``learning_rate`` schedule
-  other than "constant" (the parameter does not exist here).
+  other than "constant" ("invscaling" and "adaptive" are ValueErrors); ``power_t`` and ``max_fun``
+  are accepted (checked as scikit-learn checks them) and, as in scikit-learn with "constant" and
+  "adam"/"sgd", change nothing.
 - ``alpha``: scikit-learn's L2 penalty, α/(2n)·Σ‖W‖² on a batch of n rows, whose gradient adds
   (α/n)·W; here the network's weight decay λ = α / batch_size (``gpubackprop.optimizers``), which
   adds the same λ·W to the gradient of every full batch, and λ·b to the biases too (scikit-learn

@@ -52,6 +52,7 @@ def _check_params(est):
     for name in ("momentum", "beta_1", "beta_2"):
         if getattr(est, name) >= 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(est, name)!r}")
+    _check_unused_sklearn_params(est)
     for name in ("max_iter", "n_iter_no_change"):
         try:  # the library's rule; scikit-learn's estimators raise ValueError for any bad parameter
             validation.positive_int(name, getattr(est, name))
@@ -68,6 +69,28 @@ def _check_params(est):
         validation.check_choice("precision", est.precision, validation.PRECISIONS)
     get_backend(est.backend)  # BackendUnavailableError / ValueError now, before anything changes
     return [int(size) for size in sizes]
+
+
+def _check_unused_sklearn_params(est):
+    """scikit-learn's names for what gpubackprop does not have: ``learning_rate`` "constant" (its
+    default, the only schedule here), ``power_t`` (of "invscaling") and ``max_fun`` (of "lbfgs"),
+    accepted with the values scikit-learn accepts; they then change nothing, as in scikit-learn."""
+    if est.learning_rate in ("invscaling", "adaptive"):
+        raise ValueError(f"learning_rate={est.learning_rate!r} is not available: gpubackprop's estimators train at "
+                         f"the constant learning_rate_init (use learning_rate='constant', scikit-learn's default; "
+                         f"gpubackprop.MLP.fit takes schedules as lr=gpubackprop.optimizers.StepLR(...) etc.)")
+    if est.learning_rate != "constant":
+        raise ValueError(f"learning_rate must be 'constant' (scikit-learn's 'invscaling' and 'adaptive' are not "
+                         f"available), got {est.learning_rate!r}")
+    power_t = est.power_t
+    if isinstance(power_t, bool) or not isinstance(power_t, numbers.Real) or not power_t >= 0 \
+            or not numpy.isfinite(power_t):
+        raise ValueError(f"power_t must be a finite real number >= 0 (it applies to learning_rate='invscaling' "
+                         f"only, which gpubackprop does not have), got {power_t!r}")
+    try:
+        validation.positive_int("max_fun", est.max_fun)  # (lbfgs only, which gpubackprop does not have)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _net_state(net) -> dict:

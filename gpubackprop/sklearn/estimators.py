@@ -22,6 +22,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Parameters (scikit-learn's names and defaults, see the module's notes for what differs):
     ``hidden_layer_sizes`` ((100,)), ``activation`` ("relu"), ``solver`` ("adam"), ``alpha``
     (0.0001), ``batch_size`` ("auto": min(200, n_samples)), ``learning_rate_init`` (0.001),
+    ``learning_rate`` ("constant", the only schedule), ``power_t`` and ``max_fun`` (accepted, checked
+    as scikit-learn checks them, and unused: they apply to "invscaling" and "lbfgs" only),
     ``max_iter`` (200 epochs), ``shuffle``, ``random_state``, ``tol`` (1e-4), ``verbose``,
     ``warm_start``, ``momentum`` (0.9), ``nesterovs_momentum`` (True), ``early_stopping``,
     ``validation_fraction`` (0.1), ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change`` (10);
@@ -36,16 +38,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, backend=None, dtype=None, precision="fp32"):
+                 n_iter_no_change=10, max_fun=15000, backend=None, dtype=None, precision="fp32"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -60,6 +64,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
         self.precision = precision
@@ -176,17 +181,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True,
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, backend=None, dtype=None, precision="fp32"):
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None, dtype=None, precision="fp32"):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -201,6 +208,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
         self.precision = precision
