@@ -223,7 +223,9 @@ def _recording(name):
     return method
 
 
-for _name in Backend.__abstractmethods__ - SimulatedDevice.DEVICE_LEVEL:
+# plan_step too: on NumPy a step is planned once (a list of ufunc calls replayed), so plain SGD's
+# update runs inside the plan rather than through optimizer_step.
+for _name in (Backend.__abstractmethods__ | {"plan_step"}) - SimulatedDevice.DEVICE_LEVEL:
     setattr(SimulatedDevice, _name, _recording(_name))
 
 
@@ -248,7 +250,8 @@ def test_networks_on_two_devices_allocate_and_compute_on_their_own(tmp_path):
 
     run_in_threads(lambda: use(nets[0], devices[1]), lambda: use(nets[1], devices[0]))
     operations = {name for _, _, name in SimulatedDevice.calls}
-    assert {"empty", "matmul", "bias_activation", "activation_backward", "optimizer_step", "gather_rows_at", "accumulate_step", "to_host"} <= operations
+    assert {"empty", "matmul", "bias_activation", "activation_backward", "plan_step", "gather_rows_at", "accumulate_step",
+            "to_host"} <= operations
     wrong = [call for call in SimulatedDevice.calls if call[0] != call[1]]
     assert not wrong, f"work ran with another device current: {wrong[:5]}"
     assert {own for own, _, _ in SimulatedDevice.calls} == {0, 1}

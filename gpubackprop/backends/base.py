@@ -200,6 +200,15 @@ class Backend(abc.ABC):
         recording failed, if it did."""
 
 
+    plans = False  # whether ``plan_step`` plans steps (the NumPy backend); a recording backend records them
+
+    def plan_step(self, steps, ws, check_finite: bool):
+        """A plan of ``steps``' step on workspace ``ws`` (``numpy_plan.StepPlan``: ``valid(params)``,
+        ``run(X, Y, lr, totals=None, rows=0)`` -> the status as a list), made once and replayed; only
+        where ``plans`` is True."""
+        raise NotImplementedError(f"the {self.name} backend records steps instead of planning them")
+
+
 class Eager:
     """The recorder of a backend that does not record: every step runs as it is."""
 

@@ -283,13 +283,18 @@ class MLP:
         """X (and Y) as C-contiguous backend arrays of our dtype, checked for shape. Arrays already
         in that form are used as they are; others are copied into the workspace's buffers, so a
         step allocates nothing once its batch size has been seen."""
+        if Y is not _NO_TARGETS and self.steps.same_batch(X, Y):  # checked last time, used as they are
+            return X, Y
+        given = X, Y
         X = validation.as_batch(self.backend, X, "X", self.layer_sizes[0])
         ws = self.steps.workspace(X.shape[0])
         X = self.steps.own_or_copied(ws.inputs, X)
         if Y is _NO_TARGETS:  # not None: Y=None from a caller is a bad argument, reported as such
             return X
         Y = validation.as_targets(self.backend, Y, "Y", self.layer_sizes[-1], X.shape[0], self.loss_spec)
-        return X, self.steps.own_or_copied(ws.targets, Y)
+        Y = self.steps.own_or_copied(ws.targets, Y)
+        self.steps.remember_batch(given, X, Y)
+        return X, Y
 
     @property
     def precision_note(self) -> str:

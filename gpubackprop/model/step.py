@@ -31,6 +31,7 @@ class Steps:
         self.recorder = backend.recorder()
         self.workspaces = {}
         self.fit_state = None  # (samples, (permutation, cursor, totals)): fit's device buffers
+        self.known_batch = None  # (X, Y, their layout): the last batch checked and used as it is
 
     # ------------------------------------------------------------------ the math
     def forward(self, X, ws, trace=None):
@@ -102,7 +103,13 @@ class Steps:
         """Forward, loss, backward, update: only queued work. ``totals``: fit's per-epoch device
         accumulator (``Backend.accumulate_step``). ``sync``: the data-parallel all-reduce of the
         gradients, loss and checks, before the update's check. ``clip``: the global gradient norm
-        to clip to (its square is computed by the gradients' finite check, in the same pass)."""
+        to clip to (its square is computed by the gradients' finite check, in the same pass).
+        Where the backend plans steps (``Backend.plan_step``), the same work runs as the workspace's
+        plan and the status comes back as a list (the step is done then, not queued)."""
+        if sync is None and clip is None and X is not None:
+            plan = self.plan(ws, check_finite)
+            if plan is not None:
+                return plan.run(X, Y, lr, totals, X.shape[0])
         ops = self.backend
         if X is not None:
             self.loss_async(X, Y, ws)
@@ -129,6 +136,9 @@ class Steps:
         loss before the update, or raises NonFiniteLossError for a refused step. ``sync``: the
         data-parallel all-reduce; X None then means this rank has no rows at this step."""
         lr = self.params.lr_views[0]
+        if sync is None and clip is None and self.backend.plans and not self.recorder.records:  # NumPy: planned once
+            status = self.step(X, Y, ws, lr, check_finite)
+            return read_status(ws, check_finite) if status is None else status_loss(status, check_finite)
         step = lambda: self.step(X, Y, ws, lr, check_finite, sync=sync, clip=clip)  # noqa: E731
         if sync is None:
             self.recorder.run(step, ws.recordings, arrays=(X, Y, self.params.flat, self.params.lrs),
@@ -141,6 +151,18 @@ class Steps:
                 step()
             sync.wait()
         return read_status(ws, check_finite)
+
+    def plan(self, ws, check_finite):
+        """The backend's plan of a step on ``ws`` (``Backend.plan_step``), made once and kept with
+        the workspace's recordings (dropped with them when the optimizer changes; made again when
+        the parameters' buffers were replaced); None where the backend records steps instead."""
+        if not self.backend.plans:
+            return None
+        key = ("plan", check_finite)
+        plan = ws.recordings.get(key)
+        if plan is None or not plan.valid(self.params):
+            plan = ws.recordings[key] = self.backend.plan_step(self, ws, check_finite)
+        return plan
 
     # ------------------------------------------------------------------ fit's launches
     def fit_buffers(self, samples: int):
@@ -207,6 +229,22 @@ class Steps:
             f"use smaller batches (e.g. fit(..., batch_size=...) or predict(X, batch_size=...))",
             batch, nbytes)
 
+    def same_batch(self, X, Y) -> bool:
+        """Whether (X, Y) are the very arrays of the last ``remember_batch``, with the same shape,
+        strides and dtype: checked then (no pass over the data, so nothing to check again) and used
+        as they are. A train_step loop on one batch skips its input checks this way."""
+        known = self.known_batch
+        return known is not None and X is known[0] and Y is known[1] and \
+            (X.shape, X.strides, X.dtype, Y.shape, Y.strides, Y.dtype) == known[2]
+
+    def remember_batch(self, given, X, Y):
+        """After ``batch_inputs`` checked ``given`` = (X, Y): remember them when both are used as
+        they are (no conversion, no copy: anything converted is converted again at every call)."""
+        if given[0] is X and given[1] is Y:
+            self.known_batch = (X, Y, (X.shape, X.strides, X.dtype, Y.shape, Y.strides, Y.dtype))
+        else:
+            self.known_batch = None
+
     def own_or_copied(self, buffer, array):
         """``array`` itself when the step can use it as it is, else ``buffer`` holding a copy."""
         if self.backend.is_native(array) and array.dtype == self.dtype and array.flags.c_contiguous:
@@ -218,7 +256,11 @@ class Steps:
 def read_status(ws, check_finite) -> float:
     """The step's loss from its status (the one host synchronisation of a step); with
     ``check_finite``, NonFiniteLossError when the guarded update was refused."""
-    status = ws.status.tolist()
+    return status_loss(ws.status.tolist(), check_finite)
+
+
+def status_loss(status, check_finite) -> float:
+    """``read_status`` of a status already read (a list)."""
     loss = status[STATUS.loss]
     if check_finite:
         # The guarded update was skipped (on the device, too) if any value is NaN/Inf.
