@@ -1,8 +1,13 @@
 // What every optimizer kernel shares (gpubackprop/optimizers/base.py describes a rule): ONE
 // grid-stride kernel per rule, <name>_step, over the flat parameter buffer and its state rows
 // (row j of the state at state + j n), run twice per step as the guarded update:
-//   check = 1: every candidate parameter and state value is computed as the update will, nothing
+//   check != 0: every candidate parameter and state value is computed as the update will, nothing
 //              stored but a NaN into status[GB_STATUS_UPDATE_CHECK] (0 on entry) if any is NaN/Inf;
+//              with the bit CHECK_GRADS (2) set, also the gradients' finite check, in the same read of
+//              g: a NaN into status[GB_STATUS_GRAD_CHECK] (0 on entry) if any g is NaN/Inf (g - g is
+//              NaN exactly then; every writer writes the same NaN, so the race is harmless). Both
+//              flags are complete when the kernel ends, before the update reads them: the guard
+//              semantics of a separate check kernel, one launch fewer;
 //   check = 0: the update, skipped whole when any of the first n_guard status slots is NaN/Inf, so a
 //              refused step leaves parameters AND state bit-identical.
 // The learning rate is read on the device (lr[0], double), so a recorded step survives its changes;
@@ -22,6 +27,9 @@ typedef GB_REAL real;
 #ifndef GB_STATUS_GUARD
 #error "GB_STATUS_* are defined by gpubackprop.layouts.cuda_defines(), prepended to the source"
 #endif
+
+#define CHECK_UPDATE 1  // the check pass: the candidates' finite check
+#define CHECK_GRADS 2   // with it: the gradients' finite check too (no clipping: then the check is Σ g²)
 
 __device__ __forceinline__ bool optimizer_guard_passes(const real* status, long long n_guard) {
     for (long long k = 0; k < n_guard; ++k)
@@ -52,6 +60,10 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         real g = grad[i];
+        if (check & CHECK_GRADS) {
+            const real dg = g - g;
+            if (dg != (real)0) status[GB_STATUS_GRAD_CHECK] = dg;
+        }
         if (clip > 0.0) g = g * coef;
         real s[Rule::STATE > 0 ? Rule::STATE : 1];
         for (int j = 0; j < Rule::STATE; ++j) s[j] = state[j * n + i];

@@ -282,3 +282,29 @@ def test_float32_subnormals_flush_on_the_device_and_survive_on_numpy(gpu, cp):
     p64 = cp.asarray(param.astype(numpy.float64))
     sgd(gpu, p64, cp.asarray(grad.astype(numpy.float64)))
     assert p64.get()[0] == -(2.0**-140)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_non_finite_gradient_behind_a_finite_loss_is_refused_by_the_fused_check(gpu, optimizer):
+    """The gradients' finite check runs inside the update's check pass (CHECK_GRADS, no kernel of its
+    own): an Inf input behind a saturated sigmoid leaves the loss finite but ∂L/∂W NaN; the step is
+    refused as "gradients" on both backends, parameters and optimizer state bit for bit as before, and
+    the network trains on from there."""
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.normal(size=(5, SIZES[0])), rng.uniform(-1, 1, (5, SIZES[-1]))
+    bad = X.copy()
+    bad[1, 2] = numpy.inf
+    for net in pair(gpu, "mse", optimizer, "float64"):
+        params = net.get_params()
+        params[0] = (numpy.full_like(params[0][0], 50.0), params[0][1])  # saturated: sigmoid(Inf) = 1, finite loss
+        net.set_params(params)
+        net.train_step(X, Y, 0.05)  # a good step first: Adam's state is non-zero
+        before = [a.tobytes() for p in net.get_params() for a in p]
+        state = {k: numpy.asarray(v).tobytes() for k, v in net.get_optimizer_state().items()}
+        for _ in range(3):  # eager, recorded, replayed
+            with numpy.errstate(all="ignore"), pytest.raises(gb.NonFiniteLossError) as info:
+                net.train_step(bad, Y, 0.05)
+            assert info.value.where == "gradients" and numpy.isfinite(info.value.loss), net.backend.name
+            assert [a.tobytes() for p in net.get_params() for a in p] == before
+            assert {k: numpy.asarray(v).tobytes() for k, v in net.get_optimizer_state().items()} == state
+        assert numpy.isfinite(net.train_step(X, Y, 0.05))

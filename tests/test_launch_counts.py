@@ -2,8 +2,8 @@
 gpubackprop.benchmark.launches). The expected figures follow from the step's structure
 (model.step.Steps.step): for L layers, L forward GEMMs, L ∂W GEMMs, L bias-gradient GEMMs (1ᵀ δ), L − 1 ∂X
 GEMMs; a bias+activation kernel per layer, the loss kernel, a backward activation kernel per hidden
-layer (the identity output needs none), the gradient check, the update's check, the update and the
-one-thread kernel that counts the accepted step.
+layer (the identity output needs none), the update's check (which also checks the gradients: one
+memset zeroes both flags), the update and the one-thread kernel that counts the accepted step.
 The shim needs no CuPy: these run in CI."""
 import pytest
 
@@ -18,7 +18,7 @@ SIZES = [([3, 4, 2], 2), ([3, 5, 4, 6, 2], 3)]
 def test_train_step_launches_follow_the_step_structure(sizes, batch):
     layers = len(sizes) - 1
     r = launches.count_train_step(sizes, batch)
-    assert r.nodes == {"cublas": 4 * layers - 1, "kernel": 2 * layers + 4, "memset": 2}  # (+1: the step count)
+    assert r.nodes == {"cublas": 4 * layers - 1, "kernel": 2 * layers + 3, "memset": 1}  # (+1: the step count)
     assert r.names["kernel sigmoid_backward"] == layers - 1 and r.names["kernel mse_loss_grad"] == 1
     assert r.host == {"download": 1}  # the one read of [loss, checks] per step, outside the graph
     assert r.graphs_per_step == 1
@@ -42,7 +42,8 @@ def test_optimizers_and_the_guard_change_the_counts_by_their_own_kernels():
     assert momentum.total == adam.total == sgd.total and momentum.names["kernel momentum_step"] == 2
     assert adam.names["kernel optimizer_advance_step"] == sgd.names["kernel optimizer_advance_step"] == 1
     unguarded = launches.count_train_step([3, 4, 2], 2, check_finite=False)
-    assert sgd.total - unguarded.total == 4  # two memsets, flag_nonfinite, the check pass of sgd_step
+    assert sgd.total - unguarded.total == 2  # the flags' memset, the check pass of sgd_step (gradients too)
+    assert "kernel flag_nonfinite" not in sgd.names
     assert unguarded.names["kernel sgd_step"] == 1
 
 
@@ -61,4 +62,4 @@ def test_markdown_lists_every_size_and_optimizer():
     results = [launches.count_train_step([3, 4, 2], 2, optimizer=o, size="s") for o in ("sgd", "adam")]
     results += [launches.count_fit_step([3, 4, 2], 2, optimizer=o, size="s", steps=2) for o in ("sgd", "adam")]
     text = launches.markdown(results)
-    assert "| s [3, 4, 2] @2 | 2 | **17** (8 + 7 + 2 + 0) | **17** (8 + 7 + 2 + 0) |" in text  # one kernel per rule
+    assert "| s [3, 4, 2] @2 | 2 | **15** (7 + 7 + 1 + 0) | **15** (7 + 7 + 1 + 0) |" in text  # one kernel per rule

@@ -180,7 +180,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch: dict):
+                       scratch: dict, check_grads: bool = False):
         """One pass of ``optimizer``'s guarded update (a ``gpubackprop.optimizers.Optimizer``) over
         the flat ``param`` with gradients ``grad``, state rows ``state`` (k, n) and the step count
         ``step`` ((1,) int64: t = step[0] + 1); ``lr`` is a (1,) float64 device array, read where
@@ -189,7 +189,9 @@ class Backend(abc.ABC):
         Else the update, skipped entirely (param, state, step) when ``guarded`` and any of the
         status's guard slots is NaN/Inf; then step[0] += 1. ``clip``: gradients scaled by
         min(1, clip / (norm + 1e-6)) first, norm = √status[STATUS.grad_check] (torch's
-        clip_grad_norm_). The rule's arithmetic: its NumPy reference or its kernel."""
+        clip_grad_norm_). ``check_grads`` (check pass only, no ``clip``): the gradients' finite check
+        too (``finite_check`` into status[STATUS.grad_check]), fused into the check pass on a device
+        (one read of the gradients, one launch). The rule's arithmetic: its NumPy reference or its kernel."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

@@ -23,6 +23,9 @@ from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, 
 from .timers import EventTimer
 
 _THREADS = 256
+_CHECK_UPDATE, _CHECK_GRADS = 1, 2  # the optimizer kernels' check bits (kernels/optim_common.cuh)
+# One memset zeroes both flags of a check pass that also checks the gradients: they must be adjacent.
+assert STATUS.update_check == STATUS.grad_check + 1, "layouts.STATUS: grad_check right before update_check"
 _INSTALL_HINT = cuda_hint()  # gpubackprop is not on PyPI: the CuPy wheels themselves
 _probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
 
@@ -334,17 +337,23 @@ class CupyBackend(Backend):
         return out
 
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch):
-        # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update.
+                       scratch, check_grads=False):
+        # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update;
+        # the check pass also flags the gradients with check_grads (CHECK_GRADS): one memset of the two
+        # adjacent flag slots, no separate check kernel.
         if check:
-            status[STATUS.update_check:STATUS.update_check + 1].fill(0)
+            first = STATUS.grad_check if check_grads else STATUS.update_check
+            status[first:STATUS.update_check + 1].fill(0)
+        if check_grads and (not check or clip is not None):
+            raise ValueError("check_grads: only in the check pass and without clipping (clipping's check is Σ g²)")
         n = param.size
         n_guard = numpy.int64(GUARD if guarded else 0)
         h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer.settings))
+        mode = (_CHECK_UPDATE | (_CHECK_GRADS if check_grads else 0)) if check else 0
         self.kernel(optimizer.rule.kernel, param.dtype)(
             self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
                                          numpy.float64(0.0 if clip is None else clip), status, n_guard,
-                                         numpy.int32(bool(check))))
+                                         numpy.int32(mode)))
         if not check:
             self.kernel("optimizer_advance_step", param.dtype)((1,), (1,), (step, status, n_guard))
         return param

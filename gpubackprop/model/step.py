@@ -82,13 +82,15 @@ class Steps:
                 trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
                 trace[i]["grad_bias"] = ops.to_numpy(ws.grad_biases[i])
 
-    def update(self, ws, lr, check=False, guarded=True, clip=None):
+    def update(self, ws, lr, check=False, guarded=True, clip=None, check_grads=False):
         """The optimizer's update of every W and b at once, one backend operation over the flat
         buffers, guarded by the workspace's status; with ``check``, its first pass instead (the
-        candidate values' finite check into ws.update_check). ``lr``: a (1,) device array."""
+        candidate values' finite check into ws.update_check, and with ``check_grads`` the gradients'
+        into ws.grad_check). ``lr``: a (1,) device array."""
         p = self.params
         self.backend.optimizer_step(p.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
-                                    check=check, guarded=guarded, clip=clip, scratch=ws.scratch)
+                                    check=check, guarded=guarded, clip=clip, scratch=ws.scratch,
+                                    check_grads=check_grads)
 
     def set_optimizer(self, optimizer):
         """Replace the optimizer, its state fresh; recorded steps (which hold the old update's
@@ -104,12 +106,14 @@ class Steps:
         gradients, loss and checks, before the update's check. ``clip``: the global gradient norm
         to clip to (its square is computed by the gradients' finite check, in the same pass)."""
         ops = self.backend
+        # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf, so every
+        # gradient is checked too: in the update's check pass (one read of the gradients, one launch)
+        # unless clipping needs Σ g² first or the gradients are all-reduced in between.
+        fused_check = check_finite and clip is None and sync is None
         if X is not None:
             self.loss_async(X, Y, ws)
             self.backward(X, ws)
-            if check_finite or clip is not None:
-                # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
-                # so every gradient is checked too, in one pass over the flat gradient buffer.
+            if (check_finite or clip is not None) and not fused_check:
                 ops.finite_check(ws.grads, out=ws.grad_check, squares=clip is not None)
         if sync is not None:  # every rank now holds the global batch's gradients, loss and checks
             sync.reduce_mean(ws.payload, 0 if X is None else X.shape[0])
@@ -119,7 +123,7 @@ class Steps:
             # The update is checked before it is applied: a candidate parameter (or optimizer
             # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
             # stores nothing.
-            self.update(ws, lr, check=True, clip=clip)
+            self.update(ws, lr, check=True, clip=clip, check_grads=fused_check)
             if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
                 ops.accumulate_step(ws.status, totals, X.shape[0])
         self.update(ws, lr, guarded=check_finite, clip=clip)
