@@ -193,7 +193,7 @@ def test_sgd_update_kernel(cp, gpu, cpu, rng, dtype, race_check):
     sgd_pass(cpu, expected, grad, 0.37, numpy.zeros(4, dtype), check=False, guarded=False)
 
     param_gpu, grad_gpu = cp.asarray(param), cp.asarray(grad)
-    sgd_pass(gpu, param_gpu, grad_gpu, 0.37, cp.zeros(4, dtype), check=False, guarded=False)
+    sgd_pass(gpu, param_gpu, grad_gpu, 0.37, cp.asarray(numpy.zeros(4, dtype)), check=False, guarded=False)
     numpy.testing.assert_allclose(cp.asnumpy(param_gpu), expected, rtol=RTOL[dtype], atol=ATOL[dtype])
     numpy.testing.assert_array_equal(cp.asnumpy(grad_gpu), grad)  # the gradient is left as it was
 
