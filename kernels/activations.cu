@@ -8,20 +8,8 @@
 #define GB_REAL float
 #endif
 typedef GB_REAL real;
+#include "activation_math.cuh"
 
-// sigma(z) = 1 / (1 + exp(-z)) to the dtype's relative precision for every z, with nothing that
-// overflows: with t = exp(-|z|) in (0, 1], sigma = 1 / (1 + t) for z >= 0 and t / (1 + t) for z < 0
-// (= e^z / (1 + e^z)). num is 1 or t exactly; NaN gives NaN (z >= 0 is false, t is NaN). Beyond the
-// dtype's range t is subnormal, then 0, and so is sigma for z < 0. The same operations in the same
-// order as gpubackprop.backends.numpy_backend.sigmoid_into (exp's last bit aside).
-__device__ __forceinline__ real sigmoid_of(real z) {
-    real t = fabs(z);
-    t = -t;
-    t = exp(t);
-    real num = z >= (real)0 ? (real)1 : t;
-    t = t + (real)1;
-    return num / t;
-}
 // NaN propagates as in numpy.maximum(z, 0).
 __device__ __forceinline__ real relu_of(real z) { return z < (real)0 ? (real)0 : z; }
 __device__ __forceinline__ real tanh_of(real z) { return tanh(z); }
@@ -47,13 +35,8 @@ BIAS_ACTIVATION_FORWARD(bias_tanh_forward, tanh_of)
 BIAS_ACTIVATION_FORWARD(bias_relu_forward, relu_of)
 BIAS_ACTIVATION_FORWARD(bias_identity_forward, identity_of)
 
-// Backward: delta = grad * act'(z), with act'(z) read off the stored activation a.
-// THE fused sigmoid derivative: delta = g * a * (1 - a), one read of g and a, one write.
-__device__ __forceinline__ real sigmoid_backward_of(real g, real a) {
-    real s = (real)1 - a;
-    s = s * a;
-    return g * s;
-}
+// Backward: delta = grad * act'(z), with act'(z) read off the stored activation a (sigmoid's in
+// activation_math.cuh).
 // tanh'(z) = 1 - a^2
 __device__ __forceinline__ real tanh_backward_of(real g, real a) {
     real s = a * a;

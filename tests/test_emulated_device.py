@@ -40,6 +40,17 @@ def cp(gpu):
     return gpu.xp
 
 
+@pytest.fixture
+def races():
+    """Every launch of the test in the index, reversed and shuffled order of threads, compared (a race
+    between threads shows as a difference; see tests/cuda_emulator)."""
+    cuda_emulator.SETTINGS.race_check = True
+    try:
+        yield
+    finally:
+        cuda_emulator.SETTINGS.race_check = False
+
+
 def problem(loss, rows=40, seed=0):
     rng = numpy.random.default_rng(seed)
     X = rng.normal(size=(rows, SIZES[0]))
@@ -195,7 +206,8 @@ def test_right_prediction_counts_are_exact_beyond_2_to_the_24(gpu, cp):
     rows = 2**25 + 3
     ones = cp.full((rows,), 1, numpy.float32)  # row losses and row hits alike (128 MiB)
     loss, correct = cp.empty((), numpy.float32), cp.empty((), numpy.float32)
-    gpu.kernel("sum_row_losses", "float32")((1,), (256,), (ones, ones, numpy.int64(rows), numpy.float32(1), loss, correct))
+    gpu.kernel("sum_row_losses", "float32")(
+        (1,), (256,), (ones, ones, numpy.int64(rows), numpy.float32(1), loss, correct, ones, ones, numpy.int64(0)))
     assert float(correct.get()) == float(numpy.float32(rows)) == rows + 1
     del ones
     gc.collect()
@@ -213,8 +225,10 @@ def test_eager_and_recorded_steps_issue_the_same_cublas_calls(gpu):
     key = lambda c: (c["routine"], c["transa"], c["transb"], c["m"], c["n"], c["k"], c["lda"], c["ldb"], c["ldc"])  # noqa: E731
     assert [key(c) for c in eager] == [key(c) for c in recorded] and not replayed
     assert {c["handle"] for c in eager}.isdisjoint({c["handle"] for c in recorded})
-    # the bias gradient 1ᵀδ: a (1, n) = (1, batch) x (batch, n) product, column-major: m = n, n = 1
-    assert ("sgemm", 0, 0, SIZES[-1], 1, len(X), SIZES[-1], len(X), SIZES[-1]) in [key(c) for c in eager]
+    # a hidden layer's bias gradient 1ᵀδ: a (1, n) = (1, batch) x (batch, n) product, column-major:
+    # m = n, n = 1 (the output layer's is summed in the loss kernel: no GEMM)
+    bias_gemms = [c for c in map(key, eager) if c[4] == 1]
+    assert bias_gemms == [("sgemm", 0, 0, n, 1, len(X), n, len(X), n) for n in SIZES[-2:0:-1]]
 
 
 @pytest.mark.parametrize("precision, routine, compute", [("fp32", "sgemm", None), ("tf32", "gemmEx", 77)])
@@ -224,10 +238,11 @@ def test_the_tf32_flag_reaches_every_gemm(gpu, precision, routine, compute):
     start = len(emulated.GEMMS)
     for _ in range(2):
         net.train_step(X, Y, 0.1)
-    # 3 layers: 3 forward, 3 weight gradients, 2 input gradients, per step; the bias gradients stay FP32
+    # 3 layers: 3 forward, 3 weight gradients, 2 input gradients, per step; the hidden layers' bias
+    # gradients stay FP32 (the output layer's is summed in the loss kernel)
     calls = emulated.GEMMS[start:]
-    assert sum(c["routine"] == routine and c["compute"] == compute for c in calls) == 2 * (8 if compute else 11)
-    assert sum(c["routine"] == "sgemm" and c["compute"] is None for c in calls) == 2 * (11 if precision == "fp32" else 3)
+    assert sum(c["routine"] == routine and c["compute"] == compute for c in calls) == 2 * (8 if compute else 10)
+    assert sum(c["routine"] == "sgemm" and c["compute"] is None for c in calls) == 2 * (10 if precision == "fp32" else 2)
 
 
 def test_each_recording_network_destroys_its_cublas_handle(gpu):
@@ -308,3 +323,46 @@ def test_a_non_finite_gradient_behind_a_finite_loss_is_refused_by_the_fused_chec
             assert [a.tobytes() for p in net.get_params() for a in p] == before
             assert {k: numpy.asarray(v).tobytes() for k, v in net.get_optimizer_state().items()} == state
         assert numpy.isfinite(net.train_step(X, Y, 0.05))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, activation, rows, cols", [
+    (name, activation, rows, cols)
+    for name, activation in (("mse", "identity"), ("mse", "sigmoid"), ("softmax_cross_entropy", "identity"),
+                             ("sigmoid_binary_cross_entropy", "identity"))
+    for rows, cols in ((1000, 1), (100, 3), (256, 10), (3, 300))
+    if cols > 1 or name != "softmax_cross_entropy"])  # softmax: two classes or more
+def test_the_fused_output_backward_matches_its_parts(gpu, cp, races, dtype, name, activation, rows, cols):
+    """``loss_backward``: the loss kernel also makes the output layer's δ = ∂L/∂a ⊙ act'(z) and the bias
+    gradient Σ_batch δ (block_column_sums: 1 column of 256 groups, 85 groups of 3 (not a power of
+    two), 25 of 10, one thread per column past 256), against NumPy's loss_grad, activation_backward,
+    sum_rows. δ: bit for bit for mse (+, −, ×, ÷ only), within the loss kernels' ulps otherwise (see
+    test_transcendental_kernels_within_a_few_ulps_of_numpy). The bias gradient: the kernel's own δ
+    summed in its own order, against that δ's exact column sums (long double): any order of rows − 1
+    additions is within (rows − 1)·u·Σ|δ| of them. Every launch in the three thread orders (``races``)."""
+    rng = numpy.random.default_rng(rows + cols)
+    cpu = gb.get_backend("numpy")
+    z = rng.normal(0, 2, (rows, cols)).astype(dtype)
+    if activation == "sigmoid":
+        z = cpu.bias_activation(z, numpy.zeros((1, cols), dtype), "sigmoid")  # an activation's output in (0, 1)
+    y = numpy.eye(cols, dtype=dtype)[rng.integers(0, cols, rows)] if name != "mse" else \
+        rng.uniform(-1, 1, (rows, cols)).astype(dtype)
+    delta_c, bias_c = numpy.empty_like(z), numpy.empty(cols, dtype)
+    loss_c, correct_c = numpy.zeros((), dtype), numpy.zeros((), dtype)
+    with numpy.errstate(all="ignore"):
+        cpu.loss_backward(name, z, y, activation, delta_c, bias_c, loss_c, correct_c, {})
+    delta_g, bias_g = cp.empty(z.shape, dtype), cp.empty((cols,), dtype)
+    loss_g, correct_g = cp.asarray(numpy.zeros((), dtype)), cp.asarray(numpy.zeros((), dtype))
+    gpu.loss_backward(name, cp.asarray(z), cp.asarray(y), activation, delta_g, bias_g, loss_g, correct_g, {})
+    delta, bias = delta_g.get(), bias_g.get()
+    if name == "mse":
+        assert delta.tobytes() == delta_c.tobytes()
+    else:
+        assert ulps(delta, delta_c, 1.0 / rows) <= 4 + cols
+    exact = delta.astype(numpy.longdouble).sum(axis=0)
+    bound = (rows - 1) * numpy.finfo(dtype).eps / 2 * numpy.abs(delta).astype(numpy.longdouble).sum(axis=0)
+    assert (numpy.abs(bias - exact) <= bound).all()
+    assert numpy.abs(bias - exact).max() <= numpy.abs(bias_c - delta_c.astype(numpy.longdouble).sum(axis=0)).max() \
+        + bound.max()  # the same rounding as NumPy's gemv, not merely inside the bound
+    assert float(loss_g.get()) == pytest.approx(float(loss_c), rel=1e-5 if dtype == "float32" else 1e-12)
+    assert float(correct_g.get()) == float(correct_c)

@@ -168,6 +168,17 @@ class Backend(abc.ABC):
             function = table[name] = getattr(self, f"_{name}_loss")
         return function(z, y, grad, loss, correct, scratch)
 
+    def loss_backward(self, name: str, z, y, activation: str, delta, grad_bias, loss, correct, scratch: dict):
+        """Training's output layer, from its activation z and the targets y (batch, outputs):
+        ``loss_grad`` into ``delta``, then δ = ∂L/∂a ⊙ act'(z) in place (``activation_backward``) and
+        the bias gradient Σ_batch δ into ``grad_bias`` (``sum_rows``): these three, in this order,
+        here; a device backend runs them as one kernel (the bias gradient's additions then in the
+        kernel's own order). Returns loss."""
+        self.loss_grad(name, z, y, delta, loss, correct, scratch)
+        self.activation_backward(delta, z, activation, out=delta, scratch=scratch)
+        self.sum_rows(delta, out=grad_bias)
+        return loss
+
     @abc.abstractmethod
     def sum_rows(self, x, out):
         """out = sum of x over the batch axis (the bias gradient)."""

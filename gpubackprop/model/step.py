@@ -62,8 +62,11 @@ class Steps:
             raise NonFiniteLossError(value)
         return value
 
-    def backward(self, X, ws, trace=None):
+    def backward(self, X, ws, trace=None, output_done=False):
+        """∂L/∂W, ∂L/∂b of every layer into ws.grads, from ∂L/∂ŷ in ws.grad_outputs[-1]; with
+        ``output_done``, the output layer's δ and ∂L/∂b are there already (``Backend.loss_backward``)."""
         ops = self.backend
+        last = len(self.params.weights) - 1
         for i in reversed(range(len(self.params.weights))):
             a, grad = ws.activations[i], ws.grad_outputs[i]
             inputs = ws.activations[i - 1] if i > 0 else X
@@ -72,9 +75,12 @@ class Steps:
                 ones = ops.asarray(numpy.ones(a.shape), a.dtype)
                 trace[i]["act_grad"] = ops.to_numpy(
                     ops.activation_backward(ones, a, self.activations[i], out=ones, scratch=ws.scratch))
-            delta = ops.activation_backward(grad, a, self.activations[i], out=grad, scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
+            fused = output_done and i == last  # δ and ∂L/∂b made with the loss
+            delta = grad if fused else ops.activation_backward(grad, a, self.activations[i], out=grad,
+                                                               scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
             ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True, tf32=self.tf32)  # ∂L/∂W = δᵀ X
-            ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
+            if not fused:
+                ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
             if i > 0:
                 ops.matmul(delta, self.params.weights[i], out=ws.grad_outputs[i - 1], tf32=self.tf32)  # ∂L/∂X = δ W
             if trace is not None:
@@ -111,8 +117,10 @@ class Steps:
         # unless clipping needs Σ g² first or the gradients are all-reduced in between.
         fused_check = check_finite and clip is None and sync is None
         if X is not None:
-            self.loss_async(X, Y, ws)
-            self.backward(X, ws)
+            # the loss, ∂L/∂ŷ, the output layer's δ and ∂L/∂b: one backend operation (one kernel on a GPU)
+            ops.loss_backward(self.loss, self.forward(X, ws), Y, self.activations[-1], ws.grad_outputs[-1],
+                              ws.grad_biases[-1], ws.loss, ws.correct, ws.scratch)
+            self.backward(X, ws, output_done=True)
             if (check_finite or clip is not None) and not fused_check:
                 ops.finite_check(ws.grads, out=ws.grad_check, squares=clip is not None)
         if sync is not None:  # every rank now holds the global batch's gradients, loss and checks
