@@ -11,8 +11,9 @@
 //   check = 0: the update, skipped whole when any of the first n_guard status slots is NaN/Inf, so a
 //              refused step leaves parameters AND state bit-identical.
 // The learning rate is read on the device (lr[0], double), so a recorded step survives its changes;
-// t = step[0] + 1 (the accepted steps so far, plus this one); optimizer_advance_step advances it
-// after the update. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
+// t = step[0] + 1 (the accepted steps so far, plus this one); the update's last block advances it
+// (last_block.cuh; blocks_done: 0 before the launch, 0 after). optimizer_advance_step is the same
+// advance as a kernel of its own, for callers that want it apart. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
 // does: g * min(1, clip / (norm + 1e-6)), norm = sqrt(status[GB_STATUS_GRAD_CHECK]) (the check pass
 // stored sum g^2 there). A rule is a struct with no constructor: STATE (state rows), init(t, lr,
 // h0..h3) and candidate(p, g, s) returning the new p, s[] updated in place. Its init runs once per
@@ -24,6 +25,7 @@
 #define GB_REAL float
 #endif
 typedef GB_REAL real;
+#include "last_block.cuh"
 #ifndef GB_STATUS_GUARD
 #error "GB_STATUS_* are defined by gpubackprop.layouts.cuda_defines(), prepended to the source"
 #endif
@@ -45,9 +47,9 @@ __device__ __forceinline__ double clip_coefficient(const real* status, double cl
 
 template <class Rule>
 __device__ __forceinline__ void optimizer_step(real* param, const real* grad, real* state, long long n,
-                                               const long long* step, const double* lr, double h0, double h1,
+                                               long long* step, const double* lr, double h0, double h1,
                                                double h2, double h3, double clip, real* status, long long n_guard,
-                                               int check) {
+                                               int check, unsigned int* blocks_done) {
     // The guard reads the same values in every thread: all return, or none (no divergent barrier below).
     if (!check && !optimizer_guard_passes(status, n_guard)) return;
     __shared__ Rule rule;
@@ -77,6 +79,9 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
             for (int j = 0; j < Rule::STATE; ++j) state[j * n + i] = s[j];
         }
     }
+    // The update (not refused: every block got here): the accepted-step count advances, by the last
+    // block to finish, after every block has read step[0] (optimizer_advance_step's job, no launch).
+    if (!check && last_block_done(blocks_done)) step[0] = step[0] + 1;
 }
 
 // Adam's scalars for step t, in double as torch computes them in Python floats.

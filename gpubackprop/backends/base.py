@@ -115,6 +115,15 @@ class Backend(abc.ABC):
         epoch's permutation ``order`` (int64), the position ``cursor`` (an int64 array of one
         element) read where the work runs, so that recorded work gathers a new batch each time."""
 
+    def gather_batch_at(self, x_source, y_source, order, cursor, x_out, y_out, scratch: dict):
+        """fit's batch: ``gather_rows_at`` of the inputs and of the targets at the same ``cursor``,
+        then ``advance_cursor`` by their rows, in this order; one kernel on a device. ``scratch``: the
+        caller's temporaries."""
+        self.gather_rows_at(x_source, order, cursor, x_out)
+        self.gather_rows_at(y_source, order, cursor, y_out)
+        self.advance_cursor(cursor, x_out.shape[0])
+        return x_out, y_out
+
     @abc.abstractmethod
     def advance_cursor(self, cursor, rows: int):
         """cursor[0] += rows, queued after the work before it."""

@@ -203,6 +203,14 @@ class CupyBackend(Backend):
             self._grid(out.size), (_THREADS,), (source, order, cursor, out, numpy.int64(rows), numpy.int64(cols)))
         return out
 
+    def gather_batch_at(self, x_source, y_source, order, cursor, x_out, y_out, scratch):
+        rows = x_out.shape[0]
+        self.kernel("gather_batch_at", x_out.dtype)(
+            self._grid(x_out.size + y_out.size), (_THREADS,),
+            (x_source, y_source, order, cursor, x_out, y_out, numpy.int64(rows), numpy.int64(x_out.shape[1]),
+             numpy.int64(y_out.shape[1]), self._blocks_done(scratch)))
+        return x_out, y_out
+
     def advance_cursor(self, cursor, rows):
         self.xp.add(cursor, numpy.int64(rows), out=cursor)  # one elementwise launch, no allocation
 
@@ -374,13 +382,22 @@ class CupyBackend(Backend):
         n_guard = numpy.int64(GUARD if guarded else 0)
         h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer.settings))
         mode = (_CHECK_UPDATE | (_CHECK_GRADS if check_grads else 0)) if check else 0
+        # The update's last block also advances the step count (kernels/last_block.cuh): no launch of its own.
         self.kernel(optimizer.rule.kernel, param.dtype)(
             self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
                                          numpy.float64(0.0 if clip is None else clip), status, n_guard,
-                                         numpy.int32(mode)))
-        if not check:
-            self.kernel("optimizer_advance_step", param.dtype)((1,), (1,), (step, status, n_guard))
+                                         numpy.int32(mode), self._blocks_done(scratch)))
         return param
+
+    def _blocks_done(self, scratch):
+        """The caller's counter of finished blocks (kernels/last_block.cuh): one unsigned int, zeroed
+        once when made (a first step runs eagerly, outside any graph capture), back to 0 after every
+        launch that uses it; launches in one stream share it."""
+        counter = scratch.get("blocks_done")
+        if counter is None:
+            counter = scratch["blocks_done"] = self.empty((1,), numpy.uint32)
+            self.copyto(counter, numpy.zeros(1, numpy.uint32))
+        return counter
 
     # ------------------------------------------------------------------ CUDA graphs
     def recorder(self):

@@ -171,9 +171,7 @@ class Steps:
         """One step of ``fit``, queued only: the next batch of the permutation ``order`` gathered
         at the device's ``cursor`` into the workspace, then ``step`` summing into ``totals``."""
         ops = self.backend
-        ops.gather_rows_at(X, order, cursor, ws.inputs)
-        ops.gather_rows_at(Y, order, cursor, ws.targets)
-        ops.advance_cursor(cursor, ws.inputs.shape[0])
+        ops.gather_batch_at(X, Y, order, cursor, ws.inputs, ws.targets, ws.scratch)  # one kernel on a GPU
         self.step(ws.inputs, ws.targets, ws, lr, True, totals, clip=clip)
 
     def launch(self, steps, X, Y, order, cursor, ws, totals, clip=None, between_steps=None):
