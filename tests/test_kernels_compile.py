@@ -117,6 +117,7 @@ def kernel_calls():
         for activation in ACTIVATIONS:
             stub.bias_activation(x, numpy.zeros((1, 2), dtype), activation)
             stub.activation_backward(x, x, activation, numpy.zeros_like(x), scratch={})
+            stub.activation_backward_bias(x, x, activation, numpy.zeros_like(x), numpy.zeros(2, dtype), {})
         stub.gather_rows_at(x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x)
         stub.gather_batch_at(x, x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x, x, {})
         stub.accumulate_step(numpy.zeros(len(STATUS), dtype), numpy.zeros(len(TOTALS)), 3)
@@ -164,10 +165,11 @@ def test_every_kernel_launch_passes_the_arguments_its_signature_declares():
                 continue
             params = signatures.get(name)
             if params is None:  # stamped by a macro (activations.cu): the template's parameter list
-                raw = kernel_source(dtype)
+                raw = kernel_source(dtype).replace("\\\n", "\n")
                 template = re.findall(r'extern "C" __global__ void name\(([^)]*)\)', raw)
+                which = 0 if name.startswith("bias_") else 2 if name.endswith("_backward_bias") else 1
                 params = [(" ".join(w for w in p.replace("*", " * ").split()[:-1] if w not in ("const", "*")),
-                           "*" in p) for p in template[0 if name.startswith("bias_") else 1].split(",")]
+                           "*" in p) for p in template[which].split(",")]
             assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
             for index, (arg, (ctype, pointer)) in enumerate(zip(args, params)):
                 expected = dtype if ctype == "real" else _C_TYPES[ctype]

@@ -177,6 +177,14 @@ class Backend(abc.ABC):
             function = table[name] = getattr(self, f"_{name}_loss")
         return function(z, y, grad, loss, correct, scratch)
 
+    def activation_backward_bias(self, grad, a, activation: str, out, grad_bias, scratch: dict):
+        """A hidden layer's backward: ``activation_backward`` (δ into out, which may be grad), then
+        the bias gradient Σ_batch δ into ``grad_bias`` (``sum_rows``), in this order here; one kernel
+        on a device (its additions then in the kernel's own order). Returns out."""
+        self.activation_backward(grad, a, activation, out=out, scratch=scratch)
+        self.sum_rows(out, out=grad_bias)
+        return out
+
     def loss_backward(self, name: str, z, y, activation: str, delta, grad_bias, loss, correct, scratch: dict):
         """Training's output layer, from its activation z and the targets y (batch, outputs):
         ``loss_grad`` into ``delta``, then δ = ∂L/∂a ⊙ act'(z) in place (``activation_backward``) and

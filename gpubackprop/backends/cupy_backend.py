@@ -23,6 +23,7 @@ from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, 
 from .timers import EventTimer
 
 _THREADS = 256
+_BIAS_TILE = 32  # columns per block of the <activation>_backward_bias kernels (BIAS_TILE, activations.cu)
 _CHECK_UPDATE, _CHECK_GRADS = 1, 2  # the optimizer kernels' check bits (kernels/optim_common.cuh)
 # One memset zeroes both flags of a check pass that also checks the gradients: they must be adjacent.
 assert STATUS.update_check == STATUS.grad_check + 1, "layouts.STATUS: grad_check right before update_check"
@@ -323,6 +324,23 @@ class CupyBackend(Backend):
         if output is None or (output and name != "mse"):
             return super().loss_backward(name, z, y, activation, delta, grad_bias, loss, correct, scratch)
         return getattr(self, f"_{name}_loss")(z, y, delta, loss, correct, scratch, grad_bias, output)
+
+    def activation_backward_bias(self, grad, a, activation, out, grad_bias, scratch):
+        # δ and Σ_batch δ in one launch (kernels/activations.cu: <activation>_backward_bias): a grid
+        # of column tiles x row chunks, the chunks' sums added by the last block in a fixed order.
+        if activation not in activations.TABLE:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
+        rows, cols = a.shape
+        tiles = -(-cols // _BIAS_TILE)
+        chunks = max(1, min(-(-rows // (_THREADS // _BIAS_TILE)), self._max_blocks // tiles))
+        key = ("bias_partials", chunks, cols, a.dtype.name)
+        partials = scratch.get(key)
+        if partials is None:
+            partials = scratch[key] = self.empty((chunks, cols), a.dtype)
+        self.kernel(f"{activation}_backward_bias", a.dtype)(
+            (tiles * chunks,), (_THREADS,), (grad, a, out, numpy.int64(rows), numpy.int64(cols), grad_bias, partials,
+                                             self._blocks_done(scratch)))
+        return out
 
     def _mse_loss(self, yhat, y, grad, loss, correct, scratch, grad_bias=None, output=0):
         n = yhat.size

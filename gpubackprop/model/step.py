@@ -75,12 +75,11 @@ class Steps:
                 ones = ops.asarray(numpy.ones(a.shape), a.dtype)
                 trace[i]["act_grad"] = ops.to_numpy(
                     ops.activation_backward(ones, a, self.activations[i], out=ones, scratch=ws.scratch))
-            fused = output_done and i == last  # δ and ∂L/∂b made with the loss
-            delta = grad if fused else ops.activation_backward(grad, a, self.activations[i], out=grad,
-                                                               scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
+            if output_done and i == last:  # δ and ∂L/∂b made with the loss
+                delta = grad
+            else:  # δ = ∂L/∂a ⊙ act'(z), ∂L/∂b = Σ_batch δ: one kernel on a GPU
+                delta = ops.activation_backward_bias(grad, a, self.activations[i], grad, ws.grad_biases[i], ws.scratch)
             ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True, tf32=self.tf32)  # ∂L/∂W = δᵀ X
-            if not fused:
-                ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
             if i > 0:
                 ops.matmul(delta, self.params.weights[i], out=ws.grad_outputs[i - 1], tf32=self.tf32)  # ∂L/∂X = δ W
             if trace is not None:
