@@ -68,19 +68,27 @@ __device__ __forceinline__ void block_column_sums(const real* x, long long rows,
     __syncthreads();
 }
 
-// With bias_cols > 0 (training's output layer, NumpyBackend.loss_backward's order): the output
-// activation's backward in the same pass, delta = grad * act'(a) (output 1: sigmoid, as
-// sigmoid_backward; 0: the identity, nothing), and the bias gradient sum_batch delta into grad_bias
-// (block_column_sums): the loss, its gradient and the output layer's backward in one launch.
-extern "C" __global__ void mse_loss_grad(const real* yhat, const real* y, real* grad, real* loss,
+// With bias_cols > 0 (training's output layer, NumpyBackend.loss_backward's order): first the output
+// layer's bias and activation, in place (yhat holds X W^T on entry, a = act(z + bias) on return, as
+// bias_<act>_forward), then the loss, and the activation's backward in the same pass, delta = grad *
+// act'(a) (output 1: sigmoid, as sigmoid_backward; 0: the identity, nothing), and the bias gradient
+// sum_batch delta into grad_bias (block_column_sums): the output layer's forward end, the loss, its
+// gradient and the output layer's backward in one launch.
+extern "C" __global__ void mse_loss_grad(real* yhat, const real* y, real* grad, real* loss,
                                          long long n, real inv_batch, real* grad_bias, long long bias_cols,
-                                         int output) {
+                                         int output, const real* bias) {
     __shared__ real partial[LOSS_THREADS];
     real sum = (real)0;
     for (long long i = threadIdx.x; i < n; i += LOSS_THREADS) {
-        real diff = yhat[i] - y[i];
+        real a = yhat[i];
+        if (bias_cols > 0) {  // the output layer's forward too: a = act(z + b), as bias_<act>_forward
+            a = a + bias[i % bias_cols];
+            if (output == 1) a = sigmoid_of(a);
+            yhat[i] = a;
+        }
+        real diff = a - y[i];
         real g = diff * inv_batch;
-        if (output == 1) g = sigmoid_backward_of(g, yhat[i]);
+        if (output == 1) g = sigmoid_backward_of(g, a);
         grad[i] = g;
         sum = sum + diff * diff;
     }
@@ -104,11 +112,13 @@ extern "C" __global__ void mse_loss_grad(const real* yhat, const real* y, real* 
 // every row is computed in one pass over its classes, as NumpyBackend.softmax_cross_entropy_loss_grad
 // does per row; the per-row losses and hits (argmax z == argmax y, first maximum) then go through
 // sum_row_losses, one block: a deterministic total, no atomics.
-extern "C" __global__ void softmax_cross_entropy_rows(const real* z, const real* y, real* grad, real* row_loss,
+extern "C" __global__ void softmax_cross_entropy_rows(real* z, const real* y, real* grad, real* row_loss,
                                                       real* row_hit, long long rows, long long classes,
-                                                      real inv_batch) {
+                                                      real inv_batch, const real* bias, int add_bias) {
     for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < rows;
          r += (long long)blockDim.x * gridDim.x) {
+        if (add_bias)  // training's output layer: z = z + bias first, in place (as bias_identity_forward)
+            for (long long j = 0; j < classes; ++j) z[r * classes + j] = z[r * classes + j] + bias[j];
         const real* zr = z + r * classes;
         const real* yr = y + r * classes;
         real* gr = grad + r * classes;
@@ -166,17 +176,22 @@ extern "C" __global__ void sum_row_losses(const real* row_loss, const real* row_
 // relative precision for every z); a hit when [z > 0] == [y >= 1/2].
 // One block, like mse_loss_grad: a deterministic loss. NumpyBackend.sigmoid_binary_cross_entropy_loss_grad
 // mirrors it.
-// With bias_cols > 0 (training's output layer, identity activation): also the bias gradient.
-extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(const real* z, const real* y, real* grad,
+// With bias_cols > 0 (training's output layer, identity activation): z = z + bias first, in place (the
+// output layer's forward end, as bias_identity_forward), and the bias gradient.
+extern "C" __global__ void sigmoid_binary_cross_entropy_loss_grad(real* z, const real* y, real* grad,
                                                                   real* loss, real* correct, long long n,
                                                                   real inv_batch, real* grad_bias,
-                                                                  long long bias_cols) {
+                                                                  long long bias_cols, const real* bias) {
     __shared__ real partial[LOSS_THREADS];
     __shared__ unsigned long long hits[LOSS_THREADS];
     real sum = (real)0;
     hit_count count = {0};
     for (long long i = threadIdx.x; i < n; i += LOSS_THREADS) {
         real zi = z[i], yi = y[i];
+        if (bias_cols > 0) {
+            zi = zi + bias[i % bias_cols];
+            z[i] = zi;
+        }
         real e = exp(-fabs(zi));  // e^-|z| in (0, 1]: subnormal, then 0, for large |z|
         real softplus = log1p(e);
         real l = (zi > (real)0 ? zi : (real)0) + softplus;

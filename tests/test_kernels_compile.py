@@ -125,7 +125,7 @@ def kernel_calls():
             stub.loss_grad(loss, x, x, numpy.zeros_like(x), numpy.zeros((), dtype), numpy.zeros((), dtype), {})
             for output in ("identity", "sigmoid") if loss == "mse" else ("identity",):  # training's fused output layer
                 stub.loss_backward(loss, x, x, output, numpy.zeros_like(x), numpy.zeros(2, dtype),
-                                   numpy.zeros((), dtype), numpy.zeros((), dtype), {})
+                                   numpy.zeros((), dtype), numpy.zeros((), dtype), {}, bias_row=numpy.zeros((1, 2), dtype))
         flat, step, lr = numpy.zeros(6, dtype), numpy.zeros(1, numpy.int64), numpy.full(1, 0.1)
         for name, rule in RULES.items():  # every rule's kernel, as the check and as the update
             state = numpy.zeros((rule.state_buffers, 6), dtype)

@@ -1,8 +1,8 @@
 """GPU launches per step, counted through the CuPy backend's own code on a counting shim (no GPU:
 gpubackprop.benchmark.launches). The expected figures follow from the step's structure
 (model.step.Steps.step): for L layers, L forward GEMMs, L ∂W GEMMs, L − 1 ∂X GEMMs (no bias-gradient
-GEMM); a bias+activation kernel per layer, the loss kernel (which also makes the output layer's δ and
-bias gradient), a backward kernel per hidden layer (δ and the bias gradient), the update's check (which also checks the gradients: one
+GEMM); a bias+activation kernel per hidden layer, the loss kernel (which also ends the output layer's
+forward, a = act(X Wᵀ + b), and makes its δ and bias gradient), a backward kernel per hidden layer (δ and the bias gradient), the update's check (which also checks the gradients: one
 memset zeroes both flags) and the update (whose last block counts the accepted step).
 The shim needs no CuPy: these run in CI."""
 import pytest
@@ -18,7 +18,7 @@ SIZES = [([3, 4, 2], 2), ([3, 5, 4, 6, 2], 3)]
 def test_train_step_launches_follow_the_step_structure(sizes, batch):
     layers = len(sizes) - 1
     r = launches.count_train_step(sizes, batch)
-    assert r.nodes == {"cublas": 3 * layers - 1, "kernel": 2 * layers + 2, "memset": 1}
+    assert r.nodes == {"cublas": 3 * layers - 1, "kernel": 2 * layers + 1, "memset": 1}
     assert r.names["kernel sigmoid_backward_bias"] == layers - 1 and r.names["kernel mse_loss_grad"] == 1
     assert r.host == {"download": 1}  # the one read of [loss, checks] per step, outside the graph
     assert r.graphs_per_step == 1
@@ -63,4 +63,4 @@ def test_markdown_lists_every_size_and_optimizer():
     results = [launches.count_train_step([3, 4, 2], 2, optimizer=o, size="s") for o in ("sgd", "adam")]
     results += [launches.count_fit_step([3, 4, 2], 2, optimizer=o, size="s", steps=2) for o in ("sgd", "adam")]
     text = launches.markdown(results)
-    assert "| s [3, 4, 2] @2 | 2 | **12** (6 + 5 + 1 + 0) | **12** (6 + 5 + 1 + 0) |" in text  # one kernel per rule
+    assert "| s [3, 4, 2] @2 | 2 | **11** (5 + 5 + 1 + 0) | **11** (5 + 5 + 1 + 0) |" in text  # one kernel per rule

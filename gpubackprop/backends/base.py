@@ -185,12 +185,16 @@ class Backend(abc.ABC):
         self.sum_rows(out, out=grad_bias)
         return out
 
-    def loss_backward(self, name: str, z, y, activation: str, delta, grad_bias, loss, correct, scratch: dict):
-        """Training's output layer, from its activation z and the targets y (batch, outputs):
-        ``loss_grad`` into ``delta``, then δ = ∂L/∂a ⊙ act'(z) in place (``activation_backward``) and
-        the bias gradient Σ_batch δ into ``grad_bias`` (``sum_rows``): these three, in this order,
-        here; a device backend runs them as one kernel (the bias gradient's additions then in the
-        kernel's own order). Returns loss."""
+    def loss_backward(self, name: str, z, y, activation: str, delta, grad_bias, loss, correct, scratch: dict,
+                      bias_row=None):
+        """Training's output layer, from its activation z and the targets y (batch, outputs); with
+        ``bias_row``, z holds X Wᵀ and the layer's forward ends here first (``bias_activation``, in
+        place). Then ``loss_grad`` into ``delta``, δ = ∂L/∂a ⊙ act'(z) in place
+        (``activation_backward``) and the bias gradient Σ_batch δ into ``grad_bias`` (``sum_rows``):
+        these, in this order, here; a device backend runs them as one kernel (the bias gradient's
+        additions then in the kernel's own order). Returns loss."""
+        if bias_row is not None:
+            self.bias_activation(z, bias_row, activation, scratch)
         self.loss_grad(name, z, y, delta, loss, correct, scratch)
         self.activation_backward(delta, z, activation, out=delta, scratch=scratch)
         self.sum_rows(delta, out=grad_bias)

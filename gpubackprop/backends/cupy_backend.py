@@ -67,12 +67,18 @@ def _probe():
 _FUSED_OUTPUTS = {"identity": 0, "sigmoid": 1}
 
 
-def _bias_arguments(grad, grad_bias):
-    """The loss kernels' (grad_bias, bias_cols): the bias gradient's buffer and the output's width, or
-    (grad, 0) for no bias gradient (the pointer is then never read)."""
-    if grad_bias is None:
+def _bias_arguments(grad, fused):
+    """The loss kernels' (grad_bias, bias_cols): with ``fused`` = (grad_bias, bias_row) (training's
+    output layer), the bias gradient's buffer and the output's width; else (grad, 0): no forward end,
+    no bias gradient (the pointer is then never read)."""
+    if fused is None:
         return grad, numpy.int64(0)
-    return grad_bias, numpy.int64(grad.shape[-1])
+    return fused[0], numpy.int64(grad.shape[-1])
+
+
+def _bias_row(grad, fused):
+    """The loss kernels' bias pointer: the output layer's bias row, or (never read) grad."""
+    return grad if fused is None else fused[1]
 
 
 class CupyBackend(Backend):
@@ -317,14 +323,6 @@ class CupyBackend(Backend):
         self.kernel(f"{activation}_backward", a.dtype)(self._grid(n), (_THREADS,), (grad, a, out, numpy.int64(n)))
         return out
 
-    def loss_backward(self, name, z, y, activation, delta, grad_bias, loss, correct, scratch):
-        # One launch for the loss, its gradient, the output activation's backward and the bias
-        # gradient (kernels/loss.cu); an output activation the kernels do not fuse: the parts.
-        output = _FUSED_OUTPUTS.get(activation)
-        if output is None or (output and name != "mse"):
-            return super().loss_backward(name, z, y, activation, delta, grad_bias, loss, correct, scratch)
-        return getattr(self, f"_{name}_loss")(z, y, delta, loss, correct, scratch, grad_bias, output)
-
     def activation_backward_bias(self, grad, a, activation, out, grad_bias, scratch):
         # δ and Σ_batch δ in one launch (kernels/activations.cu: <activation>_backward_bias): a grid
         # of column tiles x row chunks, the chunks' sums added by the last block in a fixed order.
@@ -342,33 +340,43 @@ class CupyBackend(Backend):
                                              self._blocks_done(scratch)))
         return out
 
-    def _mse_loss(self, yhat, y, grad, loss, correct, scratch, grad_bias=None, output=0):
+    def loss_backward(self, name, z, y, activation, delta, grad_bias, loss, correct, scratch, bias_row=None):
+        # One launch for the output layer's bias and activation (with bias_row), the loss, its gradient,
+        # the output activation's backward and the bias gradient (kernels/loss.cu); an output
+        # activation the kernels do not fuse: the parts.
+        output = _FUSED_OUTPUTS.get(activation)
+        if bias_row is None or output is None or (output and name != "mse"):
+            return super().loss_backward(name, z, y, activation, delta, grad_bias, loss, correct, scratch, bias_row)
+        return getattr(self, f"_{name}_loss")(z, y, delta, loss, correct, scratch, (grad_bias, bias_row), output)
+
+    def _mse_loss(self, yhat, y, grad, loss, correct, scratch, fused=None, output=0):
         n = yhat.size
         inv_batch = yhat.dtype.type(1.0 / yhat.shape[0])
         # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
         self.kernel("mse_loss_grad", yhat.dtype)(
-            (1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch, *_bias_arguments(grad, grad_bias),
-                                numpy.int32(output)))
+            (1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch, *_bias_arguments(grad, fused),
+                                numpy.int32(output), _bias_row(grad, fused)))
         return loss
 
-    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch, grad_bias=None, output=0):
+    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch, fused=None, output=0):
         rows, classes = z.shape
         inv_batch = z.dtype.type(1.0 / rows)
         per_row = scratch_buffer(scratch, (2, rows), z.dtype, self.empty)  # row losses, row hits
         self.kernel("softmax_cross_entropy_rows", z.dtype)(
             self._grid(rows), (_THREADS,),
-            (z, y, grad, per_row[0], per_row[1], numpy.int64(rows), numpy.int64(classes), inv_batch))
+            (z, y, grad, per_row[0], per_row[1], numpy.int64(rows), numpy.int64(classes), inv_batch,
+             _bias_row(grad, fused), numpy.int32(fused is not None)))
         # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
         self.kernel("sum_row_losses", z.dtype)(
             (1,), (_THREADS,), (per_row[0], per_row[1], numpy.int64(rows), inv_batch, loss, correct, grad,
-                                *_bias_arguments(grad, grad_bias)))
+                                *_bias_arguments(grad, fused)))
         return loss
 
-    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch, grad_bias=None, output=0):
+    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch, fused=None, output=0):
         inv_batch = z.dtype.type(1.0 / z.shape[0])
         self.kernel("sigmoid_binary_cross_entropy_loss_grad", z.dtype)(
             (1,), (_THREADS,), (z, y, grad, loss, correct, numpy.int64(z.size), inv_batch,
-                                *_bias_arguments(grad, grad_bias)))
+                                *_bias_arguments(grad, fused), _bias_row(grad, fused)))
         return loss
 
     def sum_rows(self, x, out):

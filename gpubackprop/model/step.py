@@ -33,15 +33,21 @@ class Steps:
         self.fit_state = None  # (samples, (permutation, cursor, totals)): fit's device buffers
 
     # ------------------------------------------------------------------ the math
-    def forward(self, X, ws, trace=None):
+    def forward(self, X, ws, trace=None, output_end=True):
+        """The activations of every layer into ws.activations; returns the output's. Without
+        ``output_end``, the output layer's buffer holds X Wᵀ only (its bias and activation are then
+        ``Backend.loss_backward``'s, in the loss kernel)."""
         ops = self.backend
         inputs = X
+        last = len(self.params.weights) - 1
         for i, (W, bias_row, act) in enumerate(zip(self.params.weights, self.params.bias_rows, self.activations)):
             a = ws.activations[i]
             ops.matmul(inputs, W, out=a, trans_b=True, tf32=self.tf32)  # z = X Wᵀ (+ b below)
             if trace is not None:
                 trace[i]["inputs"] = ops.to_numpy(inputs)
                 trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(bias_row)
+            if i == last and not output_end:
+                return a
             ops.bias_activation(a, bias_row, act, ws.scratch)  # a = act(z + b), fused, in place
             if trace is not None:
                 trace[i]["a"] = ops.to_numpy(a)
@@ -116,9 +122,11 @@ class Steps:
         # unless clipping needs Σ g² first or the gradients are all-reduced in between.
         fused_check = check_finite and clip is None and sync is None
         if X is not None:
-            # the loss, ∂L/∂ŷ, the output layer's δ and ∂L/∂b: one backend operation (one kernel on a GPU)
-            ops.loss_backward(self.loss, self.forward(X, ws), Y, self.activations[-1], ws.grad_outputs[-1],
-                              ws.grad_biases[-1], ws.loss, ws.correct, ws.scratch)
+            # the output layer's bias and activation, the loss, ∂L/∂ŷ, its δ and ∂L/∂b: one backend
+            # operation (one kernel on a GPU)
+            ops.loss_backward(self.loss, self.forward(X, ws, output_end=False), Y, self.activations[-1],
+                              ws.grad_outputs[-1], ws.grad_biases[-1], ws.loss, ws.correct, ws.scratch,
+                              bias_row=self.params.bias_rows[-1])
             self.backward(X, ws, output_done=True)
             if (check_finite or clip is not None) and not fused_check:
                 ops.finite_check(ws.grads, out=ws.grad_check, squares=clip is not None)
