@@ -12,8 +12,7 @@
 //              refused step leaves parameters AND state bit-identical.
 // The learning rate is read on the device (lr[0], double), so a recorded step survives its changes;
 // t = step[0] + 1 (the accepted steps so far, plus this one); the update's last block advances it
-// (last_block.cuh; blocks_done: 0 before the launch, 0 after). optimizer_advance_step is the same
-// advance as a kernel of its own, for callers that want it apart. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
+// (last_block.cuh; blocks_done: 0 before the launch, 0 after), only when the update was let through. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
 // does: g * min(1, clip / (norm + 1e-6)), norm = sqrt(status[GB_STATUS_GRAD_CHECK]) (the check pass
 // stored sum g^2 there). A rule is a struct with no constructor: STATE (state rows), init(t, lr,
 // h0..h3) and candidate(p, g, s) returning the new p, s[] updated in place. Its init runs once per
@@ -80,7 +79,7 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
         }
     }
     // The update (not refused: every block got here): the accepted-step count advances, by the last
-    // block to finish, after every block has read step[0] (optimizer_advance_step's job, no launch).
+    // block to finish, after every block has read step[0] (no launch of its own).
     if (!check && last_block_done(blocks_done)) step[0] = step[0] + 1;
 }
 
@@ -117,8 +116,4 @@ struct AdamScalars {
     }
 };
 
-// One thread: the accepted-step count advances only when the update was let through.
-extern "C" __global__ void optimizer_advance_step(long long* step, const real* status, long long n_guard) {
-    if (optimizer_guard_passes(status, n_guard)) step[0] = step[0] + 1;
-}
 #endif

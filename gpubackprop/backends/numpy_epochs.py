@@ -68,5 +68,5 @@ class NumpyEpochOps:
             _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), flag)
             return param
         optimizer.rule.numpy_step(optimizer.settings, t, rate, param, grad, state, param, state, work)
-        step[0] += 1  # the kernel optimizer_advance_step
+        step[0] += 1  # as the update kernel's last block
         return param
