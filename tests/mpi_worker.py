@@ -28,8 +28,8 @@ def data(rows, seed=7):
     return X, Y
 
 
-def classifier(seed):
-    return gb.MLP([3, 8, 3], hidden_activation="tanh", loss="softmax_cross_entropy", optimizer="adam",
+def classifier(seed, optimizer="adam"):
+    return gb.MLP([3, 8, 3], hidden_activation="tanh", loss="softmax_cross_entropy", optimizer=optimizer,
                   dtype="float64", backend="numpy", seed=seed)
 
 
@@ -92,6 +92,18 @@ def main(scenario, out, backend="numpy"):
             result[f"params{epoch}"] = flat_params(net)
             result[f"loss{epoch}"] = history.loss[0]
             result[f"accuracy{epoch}"] = history[0]["accuracy"]
+        result["optimizer_step"] = net.get_optimizer_state()["step"]
+
+    elif scenario == "clip_schedule":
+        # AdamW with a learning-rate schedule and gradient clipping: the norm is the all-reduced
+        # gradients' (computed again after the all-reduce), the schedule counts the global steps.
+        net = classifier(seed=100 + comm.rank, optimizer="adamw")
+        X, labels = class_data(21)
+        X_shard, Y_shard = uneven_shard(comm, X, labels, [12, 9])
+        for epoch in range(2):
+            net.fit(X_shard, Y_shard, epochs=1, batch_size=BATCH, lr=gb.schedules.ExponentialLR(0.05, 0.8),
+                    clip_norm=0.1, comm=comm, progress=False, shuffle=False)
+            result[f"params{epoch}"] = flat_params(net)
         result["optimizer_step"] = net.get_optimizer_state()["step"]
 
     elif scenario == "steps":

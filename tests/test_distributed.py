@@ -173,6 +173,24 @@ def test_adam_and_a_classification_loss_train_as_one_process_with_the_global_acc
 
 
 @needs_mpi
+def test_data_parallel_adamw_with_a_schedule_and_clipping_is_the_step_on_the_whole_batch(tmp_path):
+    # The clipping norm of the all-reduced gradients (not a rank's own), the schedule over the global steps.
+    _, _, ranks = mpirun(2, "clip_schedule", tmp_path)
+    X, labels = mpi_worker.class_data(21)
+    shards, b = [(X[:12], labels[:12]), (X[12:], labels[12:])], mpi_worker.BATCH
+    net, schedule = mpi_worker.classifier(seed=100, optimizer="adamw"), gb.schedules.ExponentialLR(0.05, 0.8)
+    for epoch in range(2):
+        for step in range(3):
+            Xb = numpy.concatenate([s[0][step * b:(step + 1) * b] for s in shards])
+            Yb = numpy.concatenate([s[1][step * b:(step + 1) * b] for s in shards])
+            net.train_step(Xb, Yb, schedule(3 * epoch + step), clip_norm=0.1)
+        for result in ranks:
+            assert_close(result[f"params{epoch}"], flat(net))
+        assert numpy.array_equal(ranks[0][f"params{epoch}"], ranks[1][f"params{epoch}"])
+    assert int(ranks[0]["optimizer_step"]) == int(ranks[1]["optimizer_step"]) == 6
+
+
+@needs_mpi
 def test_nan_on_one_rank_refuses_the_step_on_every_rank(tmp_path):
     _, _, ranks = mpirun(2, "nan", tmp_path)
     for result in ranks:
