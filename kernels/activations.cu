@@ -8,20 +8,9 @@
 #define GB_REAL float
 #endif
 typedef GB_REAL real;
+#include "activation_math.cuh"
+#include "last_block.cuh"
 
-// sigma(z) = 1 / (1 + exp(-z)) to the dtype's relative precision for every z, with nothing that
-// overflows: with t = exp(-|z|) in (0, 1], sigma = 1 / (1 + t) for z >= 0 and t / (1 + t) for z < 0
-// (= e^z / (1 + e^z)). num is 1 or t exactly; NaN gives NaN (z >= 0 is false, t is NaN). Beyond the
-// dtype's range t is subnormal, then 0, and so is sigma for z < 0. The same operations in the same
-// order as gpubackprop.backends.numpy_backend.sigmoid_into (exp's last bit aside).
-__device__ __forceinline__ real sigmoid_of(real z) {
-    real t = fabs(z);
-    t = -t;
-    t = exp(t);
-    real num = z >= (real)0 ? (real)1 : t;
-    t = t + (real)1;
-    return num / t;
-}
 // NaN propagates as in numpy.maximum(z, 0).
 __device__ __forceinline__ real relu_of(real z) { return z < (real)0 ? (real)0 : z; }
 __device__ __forceinline__ real tanh_of(real z) { return tanh(z); }
@@ -47,13 +36,8 @@ BIAS_ACTIVATION_FORWARD(bias_tanh_forward, tanh_of)
 BIAS_ACTIVATION_FORWARD(bias_relu_forward, relu_of)
 BIAS_ACTIVATION_FORWARD(bias_identity_forward, identity_of)
 
-// Backward: delta = grad * act'(z), with act'(z) read off the stored activation a.
-// THE fused sigmoid derivative: delta = g * a * (1 - a), one read of g and a, one write.
-__device__ __forceinline__ real sigmoid_backward_of(real g, real a) {
-    real s = (real)1 - a;
-    s = s * a;
-    return g * s;
-}
+// Backward: delta = grad * act'(z), with act'(z) read off the stored activation a (sigmoid's in
+// activation_math.cuh).
 // tanh'(z) = 1 - a^2
 __device__ __forceinline__ real tanh_backward_of(real g, real a) {
     real s = a * a;
@@ -86,3 +70,59 @@ __device__ __forceinline__ real relu_backward_of(real g, real a) {
 ACTIVATION_BACKWARD(sigmoid_backward, sigmoid_backward_of)
 ACTIVATION_BACKWARD(tanh_backward, tanh_backward_of)
 ACTIVATION_BACKWARD(relu_backward, relu_backward_of)
+
+// Backward with the bias gradient: delta = grad * act'(a) as above, and grad_bias[c] = sum over the
+// rows of delta[:, c], in the same pass (delta is not read again by a 1^T delta GEMM). A block is
+// BIAS_TILE columns x (blockDim.x / BIAS_TILE) row lanes: a warp reads BIAS_TILE consecutive columns
+// of one row (coalesced). Block b takes column tile b % tiles and row chunk b / tiles of
+// chunks = gridDim.x / tiles; each thread adds its rows of its column, the block's lanes are added in
+// shared memory (a fixed tree), the chunk's sums go to partials[chunk * cols + c], and the last block
+// to finish (last_block_done) adds the chunks in order: a deterministic sum, one launch, no atomics
+// on floats. gridDim.x must be a multiple of tiles. NumpyBackend: activation_backward, then sum_rows.
+#define BIAS_TILE 32
+#define ACTIVATION_BACKWARD_BIAS(name, f)                                                                  \
+    extern "C" __global__ void name(const real* grad, const real* a, real* delta, long long rows,             \
+                                    long long cols, real* grad_bias, real* partials,                         \
+                                    unsigned int* blocks_done) {                                             \
+        __shared__ real lanes[1024];                                                                         \
+        __shared__ bool last;                                                                                \
+        const long long tiles = (cols + BIAS_TILE - 1) / BIAS_TILE;                                         \
+        const long long chunks = gridDim.x / tiles, chunk = blockIdx.x / tiles;                             \
+        const int lane = threadIdx.x / BIAS_TILE, lanes_per_block = blockDim.x / BIAS_TILE;                 \
+        const long long c = (blockIdx.x % tiles) * BIAS_TILE + threadIdx.x % BIAS_TILE;                     \
+        real sum = (real)0;                                                                                  \
+        if (c < cols)                                                                                        \
+            for (long long r = chunk * lanes_per_block + lane; r < rows; r += chunks * lanes_per_block) {    \
+                const long long i = r * cols + c;                                                            \
+                const real d = f(grad[i], a[i]);                                                             \
+                delta[i] = d;                                                                                \
+                sum = sum + d;                                                                               \
+            }                                                                                                \
+        lanes[threadIdx.x] = sum;                                                                            \
+        __syncthreads();                                                                                     \
+        for (int width = lanes_per_block; width > 1;) {                                                      \
+            const int half = (width + 1) / 2;                                                                \
+            if (lane < width - half) lanes[threadIdx.x] = lanes[threadIdx.x] + lanes[threadIdx.x + half * BIAS_TILE]; \
+            __syncthreads();                                                                                 \
+            width = half;                                                                                    \
+        }                                                                                                    \
+        if (lane == 0 && c < cols) {                                                                         \
+            partials[chunk * cols + c] = lanes[threadIdx.x];                                                 \
+            __threadfence(); /* the writer's own fence, before the block counts itself */                    \
+        }                                                                                                    \
+        if (threadIdx.x == 0) last = false;                                                                  \
+        if (last_block_done(blocks_done)) last = true;                                                       \
+        __syncthreads();                                                                                     \
+        if (!last) return;                                                                                   \
+        __threadfence();                                                                                     \
+        for (long long k = threadIdx.x; k < cols; k += blockDim.x) {                                         \
+            real total = partials[k];                                                                        \
+            for (long long j = 1; j < chunks; ++j) total = total + partials[j * cols + k];                  \
+            grad_bias[k] = total;                                                                            \
+        }                                                                                                    \
+    }
+__device__ __forceinline__ real identity_backward_of(real g, real) { return g; }
+ACTIVATION_BACKWARD_BIAS(sigmoid_backward_bias, sigmoid_backward_of)
+ACTIVATION_BACKWARD_BIAS(tanh_backward_bias, tanh_backward_of)
+ACTIVATION_BACKWARD_BIAS(relu_backward_bias, relu_backward_of)
+ACTIVATION_BACKWARD_BIAS(identity_backward_bias, identity_backward_of)

@@ -20,8 +20,9 @@ struct Adam {
     }
 };
 
-extern "C" __global__ void adam_step(real* param, const real* grad, real* state, long long n, const long long* step,
+extern "C" __global__ void adam_step(real* param, const real* grad, real* state, long long n, long long* step,
                                      const double* lr, double h0, double h1, double h2, double h3, double clip,
-                                     real* status, long long n_guard, int check) {
-    optimizer_step<Adam>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, check);
+                                     real* status, long long n_guard, int check,
+                                    unsigned int* blocks_done) {
+    optimizer_step<Adam>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, check, blocks_done);
 }

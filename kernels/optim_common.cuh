@@ -1,13 +1,18 @@
 // What every optimizer kernel shares (gpubackprop/optimizers/base.py describes a rule): ONE
 // grid-stride kernel per rule, <name>_step, over the flat parameter buffer and its state rows
 // (row j of the state at state + j n), run twice per step as the guarded update:
-//   check = 1: every candidate parameter and state value is computed as the update will, nothing
+//   check != 0: every candidate parameter and state value is computed as the update will, nothing
 //              stored but a NaN into status[GB_STATUS_UPDATE_CHECK] (0 on entry) if any is NaN/Inf;
+//              with the bit CHECK_GRADS (2) set, also the gradients' finite check, in the same read of
+//              g: a NaN into status[GB_STATUS_GRAD_CHECK] (0 on entry) if any g is NaN/Inf (g - g is
+//              NaN exactly then; every writer writes the same NaN, so the race is harmless). Both
+//              flags are complete when the kernel ends, before the update reads them: the guard
+//              semantics of a separate check kernel, one launch fewer;
 //   check = 0: the update, skipped whole when any of the first n_guard status slots is NaN/Inf, so a
 //              refused step leaves parameters AND state bit-identical.
 // The learning rate is read on the device (lr[0], double), so a recorded step survives its changes;
-// t = step[0] + 1 (the accepted steps so far, plus this one); optimizer_advance_step advances it
-// after the update. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
+// t = step[0] + 1 (the accepted steps so far, plus this one); the update's last block advances it
+// (last_block.cuh; blocks_done: 0 before the launch, 0 after), only when the update was let through. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
 // does: g * min(1, clip / (norm + 1e-6)), norm = sqrt(status[GB_STATUS_GRAD_CHECK]) (the check pass
 // stored sum g^2 there). A rule is a struct with no constructor: STATE (state rows), init(t, lr,
 // h0..h3) and candidate(p, g, s) returning the new p, s[] updated in place. Its init runs once per
@@ -19,9 +24,13 @@
 #define GB_REAL float
 #endif
 typedef GB_REAL real;
+#include "last_block.cuh"
 #ifndef GB_STATUS_GUARD
 #error "GB_STATUS_* are defined by gpubackprop.layouts.cuda_defines(), prepended to the source"
 #endif
+
+#define CHECK_UPDATE 1  // the check pass: the candidates' finite check
+#define CHECK_GRADS 2   // with it: the gradients' finite check too (no clipping: then the check is Σ g²)
 
 __device__ __forceinline__ bool optimizer_guard_passes(const real* status, long long n_guard) {
     for (long long k = 0; k < n_guard; ++k)
@@ -37,9 +46,9 @@ __device__ __forceinline__ double clip_coefficient(const real* status, double cl
 
 template <class Rule>
 __device__ __forceinline__ void optimizer_step(real* param, const real* grad, real* state, long long n,
-                                               const long long* step, const double* lr, double h0, double h1,
+                                               long long* step, const double* lr, double h0, double h1,
                                                double h2, double h3, double clip, real* status, long long n_guard,
-                                               int check) {
+                                               int check, unsigned int* blocks_done) {
     // The guard reads the same values in every thread: all return, or none (no divergent barrier below).
     if (!check && !optimizer_guard_passes(status, n_guard)) return;
     __shared__ Rule rule;
@@ -52,6 +61,10 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         real g = grad[i];
+        if (check & CHECK_GRADS) {
+            const real dg = g - g;
+            if (dg != (real)0) status[GB_STATUS_GRAD_CHECK] = dg;
+        }
         if (clip > 0.0) g = g * coef;
         real s[Rule::STATE > 0 ? Rule::STATE : 1];
         for (int j = 0; j < Rule::STATE; ++j) s[j] = state[j * n + i];
@@ -65,6 +78,9 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
             for (int j = 0; j < Rule::STATE; ++j) state[j * n + i] = s[j];
         }
     }
+    // The update (not refused: every block got here): the accepted-step count advances, by the last
+    // block to finish, after every block has read step[0] (no launch of its own).
+    if (!check && last_block_done(blocks_done)) step[0] = step[0] + 1;
 }
 
 // Adam's scalars for step t, in double as torch computes them in Python floats.
@@ -100,8 +116,4 @@ struct AdamScalars {
     }
 };
 
-// One thread: the accepted-step count advances only when the update was let through.
-extern "C" __global__ void optimizer_advance_step(long long* step, const real* status, long long n_guard) {
-    if (optimizer_guard_passes(status, n_guard)) step[0] = step[0] + 1;
-}
 #endif

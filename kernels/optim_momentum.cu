@@ -34,7 +34,8 @@ struct Momentum {
 };
 
 extern "C" __global__ void momentum_step(real* param, const real* grad, real* state, long long n,
-                                         const long long* step, const double* lr, double h0, double h1, double h2,
-                                         double h3, double clip, real* status, long long n_guard, int check) {
-    optimizer_step<Momentum>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, check);
+                                         long long* step, const double* lr, double h0, double h1, double h2,
+                                         double h3, double clip, real* status, long long n_guard, int check,
+                                    unsigned int* blocks_done) {
+    optimizer_step<Momentum>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, check, blocks_done);
 }

@@ -146,7 +146,7 @@ def test_ftz_flushes_float32_subnormals_as_cupy_compiles_them():
 def test_every_kernel_of_the_backend_compiles_for_the_emulator():
     for dtype in ("float32", "float64"):
         module = Module(kernel_source(dtype), OPTIONS)
-        assert {"sgd_step", "adamw_step", "optimizer_advance_step", "mse_loss_grad", "bias_sigmoid_forward",
+        assert {"sgd_step", "adamw_step", "gather_batch_at", "mse_loss_grad", "bias_sigmoid_forward",
                 "accumulate_step"} <= set(module.names)
         for name in module.names:
             module.get_function(name)  # its signature is read back from the compiled code

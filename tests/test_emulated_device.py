@@ -40,6 +40,17 @@ def cp(gpu):
     return gpu.xp
 
 
+@pytest.fixture
+def races():
+    """Every launch of the test in the index, reversed and shuffled order of threads, compared (a race
+    between threads shows as a difference; see tests/cuda_emulator)."""
+    cuda_emulator.SETTINGS.race_check = True
+    try:
+        yield
+    finally:
+        cuda_emulator.SETTINGS.race_check = False
+
+
 def problem(loss, rows=40, seed=0):
     rng = numpy.random.default_rng(seed)
     X = rng.normal(size=(rows, SIZES[0]))
@@ -195,7 +206,8 @@ def test_right_prediction_counts_are_exact_beyond_2_to_the_24(gpu, cp):
     rows = 2**25 + 3
     ones = cp.full((rows,), 1, numpy.float32)  # row losses and row hits alike (128 MiB)
     loss, correct = cp.empty((), numpy.float32), cp.empty((), numpy.float32)
-    gpu.kernel("sum_row_losses", "float32")((1,), (256,), (ones, ones, numpy.int64(rows), numpy.float32(1), loss, correct))
+    gpu.kernel("sum_row_losses", "float32")(
+        (1,), (256,), (ones, ones, numpy.int64(rows), numpy.float32(1), loss, correct, ones, ones, numpy.int64(0)))
     assert float(correct.get()) == float(numpy.float32(rows)) == rows + 1
     del ones
     gc.collect()
@@ -213,8 +225,8 @@ def test_eager_and_recorded_steps_issue_the_same_cublas_calls(gpu):
     key = lambda c: (c["routine"], c["transa"], c["transb"], c["m"], c["n"], c["k"], c["lda"], c["ldb"], c["ldc"])  # noqa: E731
     assert [key(c) for c in eager] == [key(c) for c in recorded] and not replayed
     assert {c["handle"] for c in eager}.isdisjoint({c["handle"] for c in recorded})
-    # the bias gradient 1ᵀδ: a (1, n) = (1, batch) x (batch, n) product, column-major: m = n, n = 1
-    assert ("sgemm", 0, 0, SIZES[-1], 1, len(X), SIZES[-1], len(X), SIZES[-1]) in [key(c) for c in eager]
+    # no bias gradient 1ᵀδ as a GEMM (the loss and backward kernels sum it): 3 forward, 3 ∂W, 2 ∂X
+    assert len(eager) == 8 and not [c for c in map(key, eager) if c[4] == 1]
 
 
 @pytest.mark.parametrize("precision, routine, compute", [("fp32", "sgemm", None), ("tf32", "gemmEx", 77)])
@@ -224,10 +236,10 @@ def test_the_tf32_flag_reaches_every_gemm(gpu, precision, routine, compute):
     start = len(emulated.GEMMS)
     for _ in range(2):
         net.train_step(X, Y, 0.1)
-    # 3 layers: 3 forward, 3 weight gradients, 2 input gradients, per step; the bias gradients stay FP32
+    # 3 layers: 3 forward, 3 weight gradients, 2 input gradients, per step (the bias gradients are
+    # summed in the loss and backward kernels, in the dtype: no GEMM)
     calls = emulated.GEMMS[start:]
-    assert sum(c["routine"] == routine and c["compute"] == compute for c in calls) == 2 * (8 if compute else 11)
-    assert sum(c["routine"] == "sgemm" and c["compute"] is None for c in calls) == 2 * (11 if precision == "fp32" else 3)
+    assert len(calls) == 2 * 8 and all(c["routine"] == routine and c["compute"] == compute for c in calls)
 
 
 def test_each_recording_network_destroys_its_cublas_handle(gpu):
@@ -282,3 +294,103 @@ def test_float32_subnormals_flush_on_the_device_and_survive_on_numpy(gpu, cp):
     p64 = cp.asarray(param.astype(numpy.float64))
     sgd(gpu, p64, cp.asarray(grad.astype(numpy.float64)))
     assert p64.get()[0] == -(2.0**-140)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_non_finite_gradient_behind_a_finite_loss_is_refused_by_the_fused_check(gpu, optimizer):
+    """The gradients' finite check runs inside the update's check pass (CHECK_GRADS, no kernel of its
+    own): an Inf input behind a saturated sigmoid leaves the loss finite but ∂L/∂W NaN; the step is
+    refused as "gradients" on both backends, parameters and optimizer state bit for bit as before, and
+    the network trains on from there."""
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.normal(size=(5, SIZES[0])), rng.uniform(-1, 1, (5, SIZES[-1]))
+    bad = X.copy()
+    bad[1, 2] = numpy.inf
+    for net in pair(gpu, "mse", optimizer, "float64"):
+        params = net.get_params()
+        params[0] = (numpy.full_like(params[0][0], 50.0), params[0][1])  # saturated: sigmoid(Inf) = 1, finite loss
+        net.set_params(params)
+        net.train_step(X, Y, 0.05)  # a good step first: Adam's state is non-zero
+        before = [a.tobytes() for p in net.get_params() for a in p]
+        state = {k: numpy.asarray(v).tobytes() for k, v in net.get_optimizer_state().items()}
+        for _ in range(3):  # eager, recorded, replayed
+            with numpy.errstate(all="ignore"), pytest.raises(gb.NonFiniteLossError) as info:
+                net.train_step(bad, Y, 0.05)
+            assert info.value.where == "gradients" and numpy.isfinite(info.value.loss), net.backend.name
+            assert [a.tobytes() for p in net.get_params() for a in p] == before
+            assert {k: numpy.asarray(v).tobytes() for k, v in net.get_optimizer_state().items()} == state
+        assert numpy.isfinite(net.train_step(X, Y, 0.05))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, activation, rows, cols", [
+    (name, activation, rows, cols)
+    for name, activation in (("mse", "identity"), ("mse", "sigmoid"), ("softmax_cross_entropy", "identity"),
+                             ("sigmoid_binary_cross_entropy", "identity"))
+    for rows, cols in ((1000, 1), (100, 3), (256, 10), (3, 300))
+    if cols > 1 or name != "softmax_cross_entropy"])  # softmax: two classes or more
+def test_the_fused_output_backward_matches_its_parts(gpu, cp, races, dtype, name, activation, rows, cols):
+    """``loss_backward`` with the bias row: the loss kernel also ends the output layer's forward
+    (a = act(X Wᵀ + b), in place) and makes its δ = ∂L/∂a ⊙ act'(z) and bias gradient Σ_batch δ
+    (block_column_sums: 1 column of 256 groups, 85 groups of 3 (not a power of two), 25 of 10, one
+    thread per column past 256), against NumPy's bias_activation, loss_grad, activation_backward,
+    sum_rows. a and δ: bit for bit where only +, −, ×, ÷ run (identity output, mse), within the
+    kernels' ulps where exp/log do (see test_transcendental_kernels_within_a_few_ulps_of_numpy). The
+    bias gradient: the kernel's own δ summed in its own order, against that δ's exact column sums
+    (long double): any order of rows − 1 additions is within (rows − 1)·u·Σ|δ| of them. Every launch
+    in the three thread orders (``races``)."""
+    rng = numpy.random.default_rng(rows + cols)
+    cpu = gb.get_backend("numpy")
+    z = rng.normal(0, 2, (rows, cols)).astype(dtype)  # X Wᵀ
+    b = rng.normal(0, 1, (1, cols)).astype(dtype)
+    y = numpy.eye(cols, dtype=dtype)[rng.integers(0, cols, rows)] if name != "mse" else \
+        rng.uniform(-1, 1, (rows, cols)).astype(dtype)
+    a_c, delta_c, bias_c = z.copy(), numpy.empty_like(z), numpy.empty(cols, dtype)
+    loss_c, correct_c = numpy.zeros((), dtype), numpy.zeros((), dtype)
+    with numpy.errstate(all="ignore"):
+        cpu.loss_backward(name, a_c, y, activation, delta_c, bias_c, loss_c, correct_c, {}, bias_row=b)
+    a_g, delta_g, bias_g = cp.asarray(z), cp.empty(z.shape, dtype), cp.empty((cols,), dtype)
+    loss_g, correct_g = cp.asarray(numpy.zeros((), dtype)), cp.asarray(numpy.zeros((), dtype))
+    gpu.loss_backward(name, a_g, cp.asarray(y), activation, delta_g, bias_g, loss_g, correct_g, {},
+                      bias_row=cp.asarray(b))
+    a, delta, bias = a_g.get(), delta_g.get(), bias_g.get()
+    if activation == "identity":
+        assert a.tobytes() == a_c.tobytes()
+    else:
+        assert ulps(a, a_c, 0.5) <= 4
+    if name == "mse" and activation == "identity":
+        assert delta.tobytes() == delta_c.tobytes()
+    else:
+        assert ulps(delta, delta_c, 1.0 / rows) <= 4 + cols
+    exact = delta.astype(numpy.longdouble).sum(axis=0)
+    bound = (rows - 1) * numpy.finfo(dtype).eps / 2 * numpy.abs(delta).astype(numpy.longdouble).sum(axis=0)
+    assert (numpy.abs(bias - exact) <= bound).all()
+    assert float(loss_g.get()) == pytest.approx(float(loss_c), rel=1e-5 if dtype == "float32" else 1e-12)
+    assert float(correct_g.get()) == float(correct_c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "identity"])
+@pytest.mark.parametrize("rows, cols", [(40, 16), (7, 70), (100, 33), (1, 5)])
+def test_the_fused_hidden_backward_matches_its_parts(gpu, cp, races, dtype, activation, rows, cols):
+    """``activation_backward_bias``: δ = ∂L/∂a ⊙ act'(z) and the bias gradient Σ_batch δ in one kernel
+    (column tiles x row chunks, the chunks added by the last block: on this 4-block device 4 chunks of
+    one tile, 3 tiles of one chunk, 2 x 2, one block), against NumPy's activation_backward and
+    sum_rows. δ bit for bit (+, −, × only); the bias gradient: the kernel's own δ summed in its own
+    order, within (rows − 1)·u·Σ|δ| of that δ's exact column sums (long double). Race-checked."""
+    rng = numpy.random.default_rng(rows * cols)
+    cpu = gb.get_backend("numpy")
+    a = cpu.bias_activation(rng.normal(0, 2, (rows, cols)).astype(dtype), numpy.zeros((1, cols), dtype), activation)
+    grad = rng.normal(size=(rows, cols)).astype(dtype)
+    delta_c, bias_c = numpy.empty_like(a), numpy.empty(cols, dtype)
+    cpu.activation_backward_bias(grad, a, activation, delta_c, bias_c, {})
+    grad_g = cp.asarray(grad)
+    bias_g, scratch = cp.empty((cols,), dtype), {}
+    for _ in range(2):  # the counter of finished blocks is back at 0 after a launch: the second one agrees
+        gpu.activation_backward_bias(grad_g, cp.asarray(a), activation, grad_g, bias_g, scratch)  # in place, as the step
+        delta, bias = grad_g.get(), bias_g.get()
+        assert delta.tobytes() == delta_c.tobytes()
+        grad_g = cp.asarray(grad)
+    exact = delta.astype(numpy.longdouble).sum(axis=0)
+    bound = (rows - 1) * numpy.finfo(dtype).eps / 2 * numpy.abs(delta).astype(numpy.longdouble).sum(axis=0)
+    assert (numpy.abs(bias - exact) <= bound).all()

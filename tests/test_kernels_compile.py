@@ -111,15 +111,21 @@ def kernel_calls():
     stub.xp = numpy
     stub.kernel = record
     stub.empty = lambda shape, dtype: numpy.empty(shape, dtype)  # scratch buffers, host-side here
+    stub.copyto = numpy.copyto
     for dtype in ("float32", "float64"):
         x = numpy.zeros((3, 2), dtype)
         for activation in ACTIVATIONS:
             stub.bias_activation(x, numpy.zeros((1, 2), dtype), activation)
             stub.activation_backward(x, x, activation, numpy.zeros_like(x), scratch={})
+            stub.activation_backward_bias(x, x, activation, numpy.zeros_like(x), numpy.zeros(2, dtype), {})
         stub.gather_rows_at(x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x)
+        stub.gather_batch_at(x, x, numpy.zeros(3, numpy.int64), numpy.zeros(1, numpy.int64), x, x, {})
         stub.accumulate_step(numpy.zeros(len(STATUS), dtype), numpy.zeros(len(TOTALS)), 3)
         for loss in LOSSES:
             stub.loss_grad(loss, x, x, numpy.zeros_like(x), numpy.zeros((), dtype), numpy.zeros((), dtype), {})
+            for output in ("identity", "sigmoid") if loss == "mse" else ("identity",):  # training's fused output layer
+                stub.loss_backward(loss, x, x, output, numpy.zeros_like(x), numpy.zeros(2, dtype),
+                                   numpy.zeros((), dtype), numpy.zeros((), dtype), {}, bias_row=numpy.zeros((1, 2), dtype))
         flat, step, lr = numpy.zeros(6, dtype), numpy.zeros(1, numpy.int64), numpy.full(1, 0.1)
         for name, rule in RULES.items():  # every rule's kernel, as the check and as the update
             state = numpy.zeros((rule.state_buffers, 6), dtype)
@@ -132,7 +138,7 @@ def kernel_calls():
 
 
 _SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
-_C_TYPES = {"long long": "int64", "double": "float64", "float": "float32", "int": "int32"}
+_C_TYPES = {"long long": "int64", "double": "float64", "float": "float32", "int": "int32", "unsigned int": "uint32"}
 
 
 def kernel_signatures(dtype):
@@ -159,10 +165,11 @@ def test_every_kernel_launch_passes_the_arguments_its_signature_declares():
                 continue
             params = signatures.get(name)
             if params is None:  # stamped by a macro (activations.cu): the template's parameter list
-                raw = kernel_source(dtype)
+                raw = kernel_source(dtype).replace("\\\n", "\n")
                 template = re.findall(r'extern "C" __global__ void name\(([^)]*)\)', raw)
+                which = 0 if name.startswith("bias_") else 2 if name.endswith("_backward_bias") else 1
                 params = [(" ".join(w for w in p.replace("*", " * ").split()[:-1] if w not in ("const", "*")),
-                           "*" in p) for p in template[0 if name.startswith("bias_") else 1].split(",")]
+                           "*" in p) for p in template[which].split(",")]
             assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
             for index, (arg, (ctype, pointer)) in enumerate(zip(args, params)):
                 expected = dtype if ctype == "real" else _C_TYPES[ctype]
@@ -179,9 +186,9 @@ def test_kernel_source_holds_every_kernel_the_backend_calls():
     # forward for every activation, backward for those with a derivative kernel, loss, SGD
     assert {f"bias_{a}_forward" for a in ACTIVATIONS} <= names
     assert {"sigmoid_backward", "tanh_backward", "relu_backward", "mse_loss_grad"} <= names
-    assert {"gather_rows_at", "accumulate_step"} <= names  # fit's per-step work on the device
+    assert {"gather_batch_at", "accumulate_step"} <= names  # fit's per-step work on the device
     assert {"softmax_cross_entropy_rows", "sum_row_losses", "sigmoid_binary_cross_entropy_loss_grad",
-            "optimizer_advance_step", *(rule.kernel for rule in RULES.values())} <= names
+            *(rule.kernel for rule in RULES.values())} <= names
     for dtype, ctype in (("float32", "float"), ("float64", "double")):
         source = kernel_source(dtype)
         assert f"#define GB_REAL {ctype}" in source

@@ -115,6 +115,15 @@ class Backend(abc.ABC):
         epoch's permutation ``order`` (int64), the position ``cursor`` (an int64 array of one
         element) read where the work runs, so that recorded work gathers a new batch each time."""
 
+    def gather_batch_at(self, x_source, y_source, order, cursor, x_out, y_out, scratch: dict):
+        """fit's batch: ``gather_rows_at`` of the inputs and of the targets at the same ``cursor``,
+        then ``advance_cursor`` by their rows, in this order; one kernel on a device. ``scratch``: the
+        caller's temporaries."""
+        self.gather_rows_at(x_source, order, cursor, x_out)
+        self.gather_rows_at(y_source, order, cursor, y_out)
+        self.advance_cursor(cursor, x_out.shape[0])
+        return x_out, y_out
+
     @abc.abstractmethod
     def advance_cursor(self, cursor, rows: int):
         """cursor[0] += rows, queued after the work before it."""
@@ -168,6 +177,29 @@ class Backend(abc.ABC):
             function = table[name] = getattr(self, f"_{name}_loss")
         return function(z, y, grad, loss, correct, scratch)
 
+    def activation_backward_bias(self, grad, a, activation: str, out, grad_bias, scratch: dict):
+        """A hidden layer's backward: ``activation_backward`` (δ into out, which may be grad), then
+        the bias gradient Σ_batch δ into ``grad_bias`` (``sum_rows``), in this order here; one kernel
+        on a device (its additions then in the kernel's own order). Returns out."""
+        self.activation_backward(grad, a, activation, out=out, scratch=scratch)
+        self.sum_rows(out, out=grad_bias)
+        return out
+
+    def loss_backward(self, name: str, z, y, activation: str, delta, grad_bias, loss, correct, scratch: dict,
+                      bias_row=None):
+        """Training's output layer, from its activation z and the targets y (batch, outputs); with
+        ``bias_row``, z holds X Wᵀ and the layer's forward ends here first (``bias_activation``, in
+        place). Then ``loss_grad`` into ``delta``, δ = ∂L/∂a ⊙ act'(z) in place
+        (``activation_backward``) and the bias gradient Σ_batch δ into ``grad_bias`` (``sum_rows``):
+        these, in this order, here; a device backend runs them as one kernel (the bias gradient's
+        additions then in the kernel's own order). Returns loss."""
+        if bias_row is not None:
+            self.bias_activation(z, bias_row, activation, scratch)
+        self.loss_grad(name, z, y, delta, loss, correct, scratch)
+        self.activation_backward(delta, z, activation, out=delta, scratch=scratch)
+        self.sum_rows(delta, out=grad_bias)
+        return loss
+
     @abc.abstractmethod
     def sum_rows(self, x, out):
         """out = sum of x over the batch axis (the bias gradient)."""
@@ -180,7 +212,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch: dict):
+                       scratch: dict, check_grads: bool = False):
         """One pass of ``optimizer``'s guarded update (a ``gpubackprop.optimizers.Optimizer``) over
         the flat ``param`` with gradients ``grad``, state rows ``state`` (k, n) and the step count
         ``step`` ((1,) int64: t = step[0] + 1); ``lr`` is a (1,) float64 device array, read where
@@ -189,7 +221,9 @@ class Backend(abc.ABC):
         Else the update, skipped entirely (param, state, step) when ``guarded`` and any of the
         status's guard slots is NaN/Inf; then step[0] += 1. ``clip``: gradients scaled by
         min(1, clip / (norm + 1e-6)) first, norm = √status[STATUS.grad_check] (torch's
-        clip_grad_norm_). The rule's arithmetic: its NumPy reference or its kernel."""
+        clip_grad_norm_). ``check_grads`` (check pass only, no ``clip``): the gradients' finite check
+        too (``finite_check`` into status[STATUS.grad_check]), fused into the check pass on a device
+        (one read of the gradients, one launch). The rule's arithmetic: its NumPy reference or its kernel."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

@@ -11,18 +11,16 @@ import threading
 
 import numpy
 
-from .. import activations
 from ..extras import cuda_hint
 from . import conversion
-from ..layouts import GUARD, STATUS
-from .base import Backend, scratch_buffer
+from .base import Backend
 from .cuda_graphs import GraphRecorder
+from .cuda_layers import _THREADS, CudaLayerOps
 from .cuda_kernels import _NVRTC_OPTIONS, kernel_dir, kernel_files, kernel_source  # noqa: F401 (public here too)
 from .capturable_gemm import CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT, CUDA_R_32F, CapturableGemm, \
     column_major_arguments
 from .timers import EventTimer
 
-_THREADS = 256
 _INSTALL_HINT = cuda_hint()  # gpubackprop is not on PyPI: the CuPy wheels themselves
 _probe_memo: list = []  # [(short, full)] of the one probe: (None, None) when CuPy and a device are usable
 
@@ -59,7 +57,7 @@ def _probe():
     return None, None
 
 
-class CupyBackend(Backend):
+class CupyBackend(CudaLayerOps, Backend):
     name = "cupy"
 
     def __init__(self, device_id: int = 0):
@@ -188,6 +186,14 @@ class CupyBackend(Backend):
             self._grid(out.size), (_THREADS,), (source, order, cursor, out, numpy.int64(rows), numpy.int64(cols)))
         return out
 
+    def gather_batch_at(self, x_source, y_source, order, cursor, x_out, y_out, scratch):
+        rows = x_out.shape[0]
+        self.kernel("gather_batch_at", x_out.dtype)(
+            self._grid(x_out.size + y_out.size), (_THREADS,),
+            (x_source, y_source, order, cursor, x_out, y_out, numpy.int64(rows), numpy.int64(x_out.shape[1]),
+             numpy.int64(y_out.shape[1]), self._blocks_done(scratch)))
+        return x_out, y_out
+
     def advance_cursor(self, cursor, rows):
         self.xp.add(cursor, numpy.int64(rows), out=cursor)  # one elementwise launch, no allocation
 
@@ -272,82 +278,6 @@ class CupyBackend(Backend):
             for a, b, out, trans_a, trans_b in gemms:
                 self.matmul(a, b, out, trans_a, trans_b, tf32)
         return run
-
-    # ------------------------------------------------------------------ layer math
-    def bias_activation(self, z, bias_row, activation, scratch=None):  # fused: the kernel needs no scratch
-        if activation not in activations.TABLE:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
-        n = z.size
-        self.kernel(f"bias_{activation}_forward", z.dtype)(
-            self._grid(n), (_THREADS,), (z, bias_row, numpy.int64(n), numpy.int64(z.shape[-1])))
-        return z
-
-    def activation_backward(self, grad, a, activation, out, scratch):
-        if activation not in activations.TABLE:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
-        if activations.TABLE[activation].unit_derivative:
-            if out is not grad:
-                self.xp.copyto(out, grad)
-            return out
-        n = a.size
-        self.kernel(f"{activation}_backward", a.dtype)(self._grid(n), (_THREADS,), (grad, a, out, numpy.int64(n)))
-        return out
-
-    def _mse_loss(self, yhat, y, grad, loss, correct, scratch):
-        n = yhat.size
-        inv_batch = yhat.dtype.type(1.0 / yhat.shape[0])
-        # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
-        self.kernel("mse_loss_grad", yhat.dtype)((1,), (_THREADS,), (yhat, y, grad, loss, numpy.int64(n), inv_batch))
-        return loss
-
-    def _softmax_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
-        rows, classes = z.shape
-        inv_batch = z.dtype.type(1.0 / rows)
-        per_row = scratch_buffer(scratch, (2, rows), z.dtype, self.empty)  # row losses, row hits
-        self.kernel("softmax_cross_entropy_rows", z.dtype)(
-            self._grid(rows), (_THREADS,),
-            (z, y, grad, per_row[0], per_row[1], numpy.int64(rows), numpy.int64(classes), inv_batch))
-        # One block of exactly LOSS_THREADS (= _THREADS, loss.cu) threads: a deterministic sum.
-        self.kernel("sum_row_losses", z.dtype)(
-            (1,), (_THREADS,), (per_row[0], per_row[1], numpy.int64(rows), inv_batch, loss, correct))
-        return loss
-
-    def _sigmoid_binary_cross_entropy_loss(self, z, y, grad, loss, correct, scratch):
-        inv_batch = z.dtype.type(1.0 / z.shape[0])
-        self.kernel("sigmoid_binary_cross_entropy_loss_grad", z.dtype)(
-            (1,), (_THREADS,), (z, y, grad, loss, correct, numpy.int64(z.size), inv_batch))
-        return loss
-
-    def sum_rows(self, x, out):
-        # Σ_batch as a cuBLAS product 1ᵀ x: no reduction temporaries, so a graph can record it.
-        ones = self._constant(1, (1, x.shape[0]), x.dtype)
-        self.matmul(ones, x, out=out.reshape(1, -1))
-        return out
-
-    def finite_check(self, x, out, squares=False):
-        if squares:  # Σ x² as a cuBLAS dot (1 x n)(n x 1): the norm for clipping, finite exactly when x is
-            self.matmul(x.reshape(1, -1), x.reshape(-1, 1), out=out.reshape(1, 1))
-            return out
-        out.fill(0)
-        n = x.size
-        self.kernel("flag_nonfinite", x.dtype)(self._grid(n), (_THREADS,), (x, numpy.int64(n), out))
-        return out
-
-    def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch):
-        # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update.
-        if check:
-            status[STATUS.update_check:STATUS.update_check + 1].fill(0)
-        n = param.size
-        n_guard = numpy.int64(GUARD if guarded else 0)
-        h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer.settings))
-        self.kernel(optimizer.rule.kernel, param.dtype)(
-            self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
-                                         numpy.float64(0.0 if clip is None else clip), status, n_guard,
-                                         numpy.int32(bool(check))))
-        if not check:
-            self.kernel("optimizer_advance_step", param.dtype)((1,), (1,), (step, status, n_guard))
-        return param
 
     # ------------------------------------------------------------------ CUDA graphs
     def recorder(self):

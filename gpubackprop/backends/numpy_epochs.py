@@ -40,7 +40,7 @@ class NumpyEpochOps:
                 now[S.loss], now[S.grad_check], now[S.update_check]
 
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch):
+                       scratch, check_grads=False):
         # The guard, the clipping and the step count as kernels/optim_common.cuh; the rule's own
         # arithmetic is its NumPy reference (gpubackprop.optimizers.<rule>.numpy_step).
         if not check and guarded and not all(map(math.isfinite, status[:GUARD].tolist())):
@@ -58,11 +58,15 @@ class NumpyEpochOps:
             if coef < 1.0:
                 grad = _multiply(grad, coef, clipped)  # torch.nn.utils.clip_grad_norm_'s g·coef
         t, rate = int(step[0]) + 1, float(lr[0])
+        if check_grads:  # the gradients' finite check, as the kernel's CHECK_GRADS pass (here the sum, as finite_check)
+            if not check or clip is not None:
+                raise ValueError("check_grads: only in the check pass and without clipping (clipping's check is Σ g²)")
+            self.finite_check(grad, status[STATUS.grad_check:STATUS.grad_check + 1].reshape(()))
         if check:  # every candidate value computed as the update will, then ONE flag
             optimizer.rule.numpy_step(optimizer.settings, t, rate, param, grad, state, candidate, state_candidate, work)
             # 0 when every candidate is finite, NaN otherwise (Inf·0 and NaN·0 are NaN), in one BLAS pass.
             _dot(flat, self._zeros_vector(flat.shape[0], flat.dtype), flag)
             return param
         optimizer.rule.numpy_step(optimizer.settings, t, rate, param, grad, state, param, state, work)
-        step[0] += 1  # the kernel optimizer_advance_step
+        step[0] += 1  # as the update kernel's last block
         return param

@@ -9,8 +9,9 @@ a counter:
 
 - ``kernel``: every ``RawKernel`` launch of ``kernels/*.cu`` (the name is checked against the
   sources, so a renamed kernel fails here rather than being counted);
-- ``cublas``: every cuBLAS GEMM call of ``matmul`` (the bias gradient's 1ᵀ δ included); one call
-  is at least one kernel node (cuBLAS may add a split-K reduction: not counted);
+- ``cublas``: every cuBLAS GEMM call of ``matmul`` (a training step's bias gradients are summed in the
+  loss and backward kernels: no 1ᵀδ GEMM); one call is at least one kernel node (cuBLAS may add a
+  split-K reduction: not counted);
 - ``memset``: ``ndarray.fill(0)`` on a contiguous array, which CuPy turns into ``cudaMemsetAsync``;
 - ``elementwise``: CuPy's own elementwise kernels (``cupy.add``, ``cupy.copyto``, ``cupy.take``,
   a non-zero ``fill``, ``cupy.full``);

@@ -34,15 +34,21 @@ class Steps:
         self.known_batch = None  # (X, Y, their layout): the last batch checked and used as it is
 
     # ------------------------------------------------------------------ the math
-    def forward(self, X, ws, trace=None):
+    def forward(self, X, ws, trace=None, output_end=True):
+        """The activations of every layer into ws.activations; returns the output's. Without
+        ``output_end``, the output layer's buffer holds X Wᵀ only (its bias and activation are then
+        ``Backend.loss_backward``'s, in the loss kernel)."""
         ops = self.backend
         inputs = X
+        last = len(self.params.weights) - 1
         for i, (W, bias_row, act) in enumerate(zip(self.params.weights, self.params.bias_rows, self.activations)):
             a = ws.activations[i]
             ops.matmul(inputs, W, out=a, trans_b=True, tf32=self.tf32)  # z = X Wᵀ (+ b below)
             if trace is not None:
                 trace[i]["inputs"] = ops.to_numpy(inputs)
                 trace[i]["z"] = ops.to_numpy(a) + ops.to_numpy(bias_row)
+            if i == last and not output_end:
+                return a
             ops.bias_activation(a, bias_row, act, ws.scratch)  # a = act(z + b), fused, in place
             if trace is not None:
                 trace[i]["a"] = ops.to_numpy(a)
@@ -63,8 +69,11 @@ class Steps:
             raise NonFiniteLossError(value)
         return value
 
-    def backward(self, X, ws, trace=None):
+    def backward(self, X, ws, trace=None, output_done=False):
+        """∂L/∂W, ∂L/∂b of every layer into ws.grads, from ∂L/∂ŷ in ws.grad_outputs[-1]; with
+        ``output_done``, the output layer's δ and ∂L/∂b are there already (``Backend.loss_backward``)."""
         ops = self.backend
+        last = len(self.params.weights) - 1
         for i in reversed(range(len(self.params.weights))):
             a, grad = ws.activations[i], ws.grad_outputs[i]
             inputs = ws.activations[i - 1] if i > 0 else X
@@ -73,9 +82,11 @@ class Steps:
                 ones = ops.asarray(numpy.ones(a.shape), a.dtype)
                 trace[i]["act_grad"] = ops.to_numpy(
                     ops.activation_backward(ones, a, self.activations[i], out=ones, scratch=ws.scratch))
-            delta = ops.activation_backward(grad, a, self.activations[i], out=grad, scratch=ws.scratch)  # δ = ∂L/∂a ⊙ act'(z)
+            if output_done and i == last:  # δ and ∂L/∂b made with the loss
+                delta = grad
+            else:  # δ = ∂L/∂a ⊙ act'(z), ∂L/∂b = Σ_batch δ: one kernel on a GPU
+                delta = ops.activation_backward_bias(grad, a, self.activations[i], grad, ws.grad_biases[i], ws.scratch)
             ops.matmul(delta, inputs, out=ws.grad_weights[i], trans_a=True, tf32=self.tf32)  # ∂L/∂W = δᵀ X
-            ops.sum_rows(delta, out=ws.grad_biases[i])  # ∂L/∂b = Σ_batch δ
             if i > 0:
                 ops.matmul(delta, self.params.weights[i], out=ws.grad_outputs[i - 1], tf32=self.tf32)  # ∂L/∂X = δ W
             if trace is not None:
@@ -83,13 +94,15 @@ class Steps:
                 trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
                 trace[i]["grad_bias"] = ops.to_numpy(ws.grad_biases[i])
 
-    def update(self, ws, lr, check=False, guarded=True, clip=None):
+    def update(self, ws, lr, check=False, guarded=True, clip=None, check_grads=False):
         """The optimizer's update of every W and b at once, one backend operation over the flat
         buffers, guarded by the workspace's status; with ``check``, its first pass instead (the
-        candidate values' finite check into ws.update_check). ``lr``: a (1,) device array."""
+        candidate values' finite check into ws.update_check, and with ``check_grads`` the gradients'
+        into ws.grad_check). ``lr``: a (1,) device array."""
         p = self.params
         self.backend.optimizer_step(p.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
-                                    check=check, guarded=guarded, clip=clip, scratch=ws.scratch)
+                                    check=check, guarded=guarded, clip=clip, scratch=ws.scratch,
+                                    check_grads=check_grads)
 
     def set_optimizer(self, optimizer):
         """Replace the optimizer, its state fresh; recorded steps (which hold the old update's
@@ -111,12 +124,18 @@ class Steps:
             if plan is not None:
                 return plan.run(X, Y, lr, totals, X.shape[0])
         ops = self.backend
+        # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf, so every
+        # gradient is checked too: in the update's check pass (one read of the gradients, one launch)
+        # unless clipping needs Σ g² first or the gradients are all-reduced in between.
+        fused_check = check_finite and clip is None and sync is None
         if X is not None:
-            self.loss_async(X, Y, ws)
-            self.backward(X, ws)
-            if check_finite or clip is not None:
-                # An Inf in X can leave the loss finite (a saturated sigmoid) yet make ∂L/∂W NaN/Inf,
-                # so every gradient is checked too, in one pass over the flat gradient buffer.
+            # the output layer's bias and activation, the loss, ∂L/∂ŷ, its δ and ∂L/∂b: one backend
+            # operation (one kernel on a GPU)
+            ops.loss_backward(self.loss, self.forward(X, ws, output_end=False), Y, self.activations[-1],
+                              ws.grad_outputs[-1], ws.grad_biases[-1], ws.loss, ws.correct, ws.scratch,
+                              bias_row=self.params.bias_rows[-1])
+            self.backward(X, ws, output_done=True)
+            if (check_finite or clip is not None) and not fused_check:
                 ops.finite_check(ws.grads, out=ws.grad_check, squares=clip is not None)
         if sync is not None:  # every rank now holds the global batch's gradients, loss and checks
             sync.reduce_mean(ws.payload, 0 if X is None else X.shape[0])
@@ -126,7 +145,7 @@ class Steps:
             # The update is checked before it is applied: a candidate parameter (or optimizer
             # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
             # stores nothing.
-            self.update(ws, lr, check=True, clip=clip)
+            self.update(ws, lr, check=True, clip=clip, check_grads=fused_check)
             if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
                 ops.accumulate_step(ws.status, totals, X.shape[0])
         self.update(ws, lr, guarded=check_finite, clip=clip)
@@ -181,9 +200,7 @@ class Steps:
         """One step of ``fit``, queued only: the next batch of the permutation ``order`` gathered
         at the device's ``cursor`` into the workspace, then ``step`` summing into ``totals``."""
         ops = self.backend
-        ops.gather_rows_at(X, order, cursor, ws.inputs)
-        ops.gather_rows_at(Y, order, cursor, ws.targets)
-        ops.advance_cursor(cursor, ws.inputs.shape[0])
+        ops.gather_batch_at(X, Y, order, cursor, ws.inputs, ws.targets, ws.scratch)  # one kernel on a GPU
         self.step(ws.inputs, ws.targets, ws, lr, True, totals, clip=clip)
 
     def launch(self, steps, X, Y, order, cursor, ws, totals, clip=None, between_steps=None):

@@ -22,7 +22,8 @@ What it models, and how (see runtime.h):
 - each argument checked against the compiled signature (count, pointer or scalar, kind and width);
 - AddressSanitizer with ``GPUBACKPROP_EMULATOR_ASAN=1`` (the process must have libasan preloaded:
   ``LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``);
-- warp shuffles, votes and atomics stop the compile with a message (runtime.h): never run wrong.
+- warp shuffles, votes and atomics (but atomicAdd on unsigned int and __threadfence, which one fiber at
+  a time makes trivial) stop the compile with a message (runtime.h): never run wrong.
 
 Compiled modules are shared objects cached by the hash of (runtime, source, flags, compiler) in
 ``$GPUBACKPROP_EMULATOR_CACHE`` or a per-user directory under the system's temp dir.

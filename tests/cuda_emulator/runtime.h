@@ -72,8 +72,21 @@ GBEMU_UNSUPPORTED(__all_sync) GBEMU_UNSUPPORTED(__syncwarp) GBEMU_UNSUPPORTED(__
 GBEMU_UNSUPPORTED(atomicAdd) GBEMU_UNSUPPORTED(atomicSub) GBEMU_UNSUPPORTED(atomicExch)
 GBEMU_UNSUPPORTED(atomicMin) GBEMU_UNSUPPORTED(atomicMax) GBEMU_UNSUPPORTED(atomicCAS)
 GBEMU_UNSUPPORTED(atomicAnd) GBEMU_UNSUPPORTED(atomicOr) GBEMU_UNSUPPORTED(atomicXor)
-GBEMU_UNSUPPORTED(__threadfence) GBEMU_UNSUPPORTED(__syncthreads_count) GBEMU_UNSUPPORTED(__syncthreads_or)
+GBEMU_UNSUPPORTED(__syncthreads_count) GBEMU_UNSUPPORTED(__syncthreads_or)
 GBEMU_UNSUPPORTED(__syncthreads_and)
+
+// What the emulator models of atomics: atomicAdd on unsigned int (this overload, an exact match, is
+// chosen over the refusing template above; atomicAdd on anything else still stops the compile) (kernels/last_block.cuh counts the
+// finished blocks), and __threadfence. One fiber runs at a time and switches only at __syncthreads(),
+// so a read-modify-write is atomic as it stands and every write is visible to the next fiber: the
+// fence has nothing to order. Blocks run one after the other in index order, so the last block to
+// count is always the grid's last here (on a GPU it is any block; the pattern does not depend on it).
+inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {  // (kernels/last_block.cuh)
+    const unsigned int old = *address;
+    *address = old + value;
+    return old;
+}
+inline void __threadfence() {}
 
 namespace gbemu {
 
