@@ -12,15 +12,7 @@ import pytest
 import gpubackprop as gb
 from gpubackprop import training
 
-@pytest.fixture
-def cp(device):
-    """The device's array module: CuPy, or the emulator's stand-in for it."""
-    return device.xp
-
-
-@pytest.fixture
-def gpu(device):
-    return device.backend
+from device_fixtures import cp, gpu  # noqa: F401 (fixtures)
 
 RTOL = {"float32": 3e-5, "float64": 1e-11}
 SIZES = [3, 32, 16, 2]

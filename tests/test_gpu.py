@@ -25,15 +25,7 @@ from gpubackprop.backends import ENV_VAR
 
 
 
-@pytest.fixture
-def cp(device):
-    """The device's array module: CuPy, or the emulator's stand-in for it."""
-    return device.xp
-
-
-@pytest.fixture
-def gpu(device):
-    return device.backend
+from device_fixtures import cp, gpu  # noqa: F401 (fixtures)
 
 DTYPES = ("float32", "float64")
 RTOL = {"float32": 1e-5, "float64": 1e-12}
