@@ -6,6 +6,7 @@ import pytest
 
 import gpubackprop as gb
 from gpubackprop import training
+from recorders import CountingRecorder
 
 
 def sincos(n, seed=0):
@@ -239,23 +240,10 @@ def test_progress_default_needs_a_terminal_outside_ci(monkeypatch):
     assert training.progress_wanted(True, FakeStream(True))
 
 
-class KeyCountingRecorder:
-    """A recorder that runs each step and keeps the keys a recording backend would record under."""
-
-    records, error = True, None
-
-    def __init__(self):
-        self.keys = []
-
-    def run(self, step, recordings, arrays, scalars):
-        self.keys.append((*scalars, *(id(a) for a in arrays)))
-        step()
-
-
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_fit_reuses_one_set_of_buffers_so_a_recorded_step_replays_for_every_batch(shuffle, monkeypatch):
     net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
-    recorder = net.steps.recorder = KeyCountingRecorder()
+    recorder = net.steps.recorder = CountingRecorder()
     checked = []
     original = gb.validation.as_batch
     monkeypatch.setattr(gb.validation, "as_batch", lambda *a, **k: checked.append(a[2]) or original(*a, **k))
@@ -394,7 +382,7 @@ def test_fit_called_again_reuses_its_buffers_and_so_its_recordings():
     """fit one epoch at a time (a common loop) replays the same recorded launches: the network
     keeps fit's device buffers, whose addresses are part of the recording keys."""
     net = gb.MLP([2, 5, 1], backend="numpy", seed=0)
-    recorder = net.steps.recorder = KeyCountingRecorder()
+    recorder = net.steps.recorder = CountingRecorder()
     X, Y = sincos(100)
     X, Y = X.astype(numpy.float32), Y.astype(numpy.float32).reshape(-1, 1)  # used as they are: no copy per fit
     net.fit(X, Y, epochs=1, batch_size=16, lr=0.1, seed=0, progress=False)

@@ -4,21 +4,8 @@ import numpy
 import pytest
 
 import gpubackprop as gb
+from recorders import CountingRecorder
 from gpubackprop.optimizers import schedules
-
-
-class CountingRecorder:
-    """Runs each step eagerly, and keeps the keys a recording backend would record under (the
-    arrays by identity, as the CUDA recorder keys them by address)."""
-
-    records, error = True, None
-
-    def __init__(self):
-        self.keys = []
-
-    def run(self, step, recordings, arrays, scalars):
-        self.keys.append((*scalars, *(id(a) for a in arrays)))
-        step()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
