@@ -168,3 +168,50 @@ def test_the_quiet_error_state_is_the_callers_once_the_step_is_done():
             assert numpy.getbufsize() == 4096
     finally:
         numpy.setbufsize(old)
+
+
+@pytest.mark.parametrize("hidden, output, loss, optimizer, dtype", CONFIGS)
+def test_elementwise_runs_in_cache_blocks_give_the_same_bits(monkeypatch, hidden, output, loss, optimizer, dtype):
+    """numpy_blocks: the plan's runs of elementwise calls cut into blocks of rows (forced here on
+    small arrays: 3-row blocks of a 12-row batch, and a batch of 1) compute what the call-by-call
+    step computes, bit for bit, the update included."""
+    from gpubackprop.backends import numpy_blocks
+    monkeypatch.setattr(numpy_blocks, "MIN_BYTES", 0)
+    monkeypatch.setattr(numpy_blocks, "BLOCK_BYTES", 3 * 7 * numpy.dtype(dtype).itemsize)
+    sizes = [5, 7, 7, 3]
+    planned, reference = pair(sizes, hidden_activation=hidden, output_activation=output, loss=loss,
+                              optimizer=optimizer, dtype=dtype)
+    X, Y = data(sizes, 12, loss)
+    X[0, :2] = (80.0, -800.0)  # saturated units: σ's both branches, exp's underflow, relu's zeros
+    for rows in (12, 1, 12):
+        assert planned.train_step(X[:rows], Y[:rows], 0.1) == reference.train_step(X[:rows], Y[:rows], 0.1)
+    plan = plan_of(planned, 12)
+    assert any(isinstance(f, numpy_blocks.BlockedRun) for f, _ in plan.calls)
+    assert state_bytes(planned) == state_bytes(reference)
+    h1 = planned.fit(X, Y, epochs=2, batch_size=12, lr=0.05, seed=2, progress=False)
+    h2 = reference.fit(X, Y, epochs=2, batch_size=12, lr=0.05, seed=2, progress=False)
+    assert h1.loss == h2.loss
+    assert state_bytes(planned) == state_bytes(reference)
+
+
+def test_only_row_local_calls_are_cut_into_blocks(monkeypatch):
+    """A call reading another row (a GEMM), a call with the batch's placeholder, a call with no
+    output array, or operands of other row counts break a run; a broadcast row and scalars do not."""
+    from gpubackprop.backends import numpy_blocks as nb
+    z, t, g = (numpy.zeros((8, 4)) for _ in range(3))
+    row, one = numpy.ones((1, 4)), numpy.array(1.0)
+    assert nb._row_local(numpy.add, (z, row, z)) == 8
+    assert nb._row_local(numpy.exp, (t, t)) == 8
+    assert nb._row_local(numpy.add, (z, one, z)) == 8
+    assert nb._row_local(numpy.exp, (t,)) is None  # returns its result
+    assert nb._row_local(numpy.dot, (z, g.T, t)) is None  # not a ufunc
+    assert nb._row_local(numpy.add, (z, numpy.zeros((4, 4)), z)) is None  # other rows (would broadcast)
+    assert nb._row_local(numpy.add, (z, object(), z)) is None  # the batch's placeholder
+    assert nb._row_local(numpy.add, (z[:, ::2], one, z[:, ::2])) is None  # not contiguous rows
+    monkeypatch.setattr(nb, "MIN_BYTES", 0)
+    monkeypatch.setattr(nb, "BLOCK_BYTES", 2 * 4 * 8)  # 2 rows of 4 float64
+    out = nb.blocked([(numpy.add, (z, row, z)), (numpy.exp, (z, z)), (numpy.dot, (z, g.T, t)), (numpy.exp, (t, t))])
+    assert [f if f is numpy.dot else type(f) for f, _ in out] == [nb.BlockedRun, numpy.dot, nb.BlockedRun]
+    assert len(out[0][0].blocked) == 4 * 2  # 4 blocks of 2 rows, 2 calls each
+    monkeypatch.setattr(nb, "MIN_BYTES", z.nbytes + 1)  # below the threshold: left as they were
+    assert [f for f, _ in nb.blocked([(numpy.exp, (z, z))])] == [numpy.exp]

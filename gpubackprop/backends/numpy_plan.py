@@ -33,7 +33,7 @@ import math
 import numpy
 
 from ..layouts import STATUS
-from .base import scratch_buffer
+from .numpy_blocks import blocked
 
 _X, _Y = object(), object()  # placeholders of the batch in a call's arguments, bound per run
 _dot = getattr(numpy.dot, "__wrapped__", numpy.dot)
@@ -60,6 +60,7 @@ class StepPlan:
                         args = list(args)
                         self.calls[i] = (f, args)
                     self.slots.append((args, k, a is _X))
+        self.calls = blocked(self.calls)  # long runs of elementwise calls in cache-sized blocks (numpy_blocks)
         self.X = self.Y = None
         grads, status = ws.grads, ws.status
         self.status = status
@@ -68,9 +69,10 @@ class StepPlan:
         self.plain_sgd = rule.name == "sgd" and not settings["weight_decay"]
         if self.plain_sgd:  # θ ← θ − lr·g, as optimizers.sgd.numpy_step: lr rounded to the dtype first
             self.lr = numpy.empty((1,), dtype)  # the dtype's lr, copied from the device's float64 lrs[0]
-            work = scratch_buffer(ws.scratch, grads.shape, dtype, ops.empty)
-            self.update = [(numpy.multiply, (grads, self.lr, work)),
-                           (numpy.subtract, (p.flat, work, p.flat)), (numpy.add, (p.step, 1, p.step))]
+            # lr·g written over g (read by nothing after the update): the same two roundings as
+            # numpy_step's, without a third parameter-sized array in the cache
+            self.update = blocked([(numpy.multiply, (grads, self.lr, grads)), (numpy.subtract, (p.flat, grads, p.flat))])
+            self.update.append((numpy.add, (p.step, 1, p.step)))
         self.grad_norm2 = ws.grad_check  # ‖g‖²: the gradients' finite check, into the status
         self.param_norm2 = numpy.empty((), dtype)
         self.limit = float(numpy.finfo(dtype).max) / 2
