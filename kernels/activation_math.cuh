@@ -12,7 +12,8 @@ typedef GB_REAL real;
 // overflows: with t = exp(-|z|) in (0, 1], sigma = 1 / (1 + t) for z >= 0 and t / (1 + t) for z < 0
 // (= e^z / (1 + e^z)). num is 1 or t exactly; NaN gives NaN (z >= 0 is false, t is NaN). Beyond the
 // dtype's range t is subnormal, then 0, and so is sigma for z < 0. The same operations in the same
-// order as gpubackprop.backends.numpy_backend.sigmoid_into (exp's last bit aside).
+// order as gpubackprop.backends.numpy_layers.sigmoid_calls (exp's last bit aside; there -|z| is one
+// pass setting the sign bit: the same bits as -fabs(z)).
 __device__ __forceinline__ real sigmoid_of(real z) {
     real t = fabs(z);
     t = -t;

@@ -68,7 +68,8 @@ class StepPlan:
         settings = p.optimizer.settings
         self.plain_sgd = rule.name == "sgd" and not settings["weight_decay"]
         if self.plain_sgd:  # θ ← θ − lr·g, as optimizers.sgd.numpy_step: lr rounded to the dtype first
-            self.lr = numpy.empty((1,), dtype)  # the dtype's lr, copied from the device's float64 lrs[0]
+            self.lr = numpy.empty((), dtype)  # the dtype's lr (0-d: a ufunc's scalar fast path), from lrs[0]
+            self.lr_in = self.lr.reshape(1)  # the same number, as the (1,) that lrs[0] is
             # lr·g written over g (read by nothing after the update): the same two roundings as
             # numpy_step's, without a third parameter-sized array in the cache
             self.update = blocked([(numpy.multiply, (grads, self.lr, grads)), (numpy.subtract, (p.flat, grads, p.flat))])
@@ -138,7 +139,7 @@ class StepPlan:
     def apply(self, lr):
         """The update (the guard decided already)."""
         if self.plain_sgd:
-            numpy.copyto(self.lr, lr, "same_kind")  # float64 -> the dtype, rounded as a Python float would be
+            numpy.copyto(self.lr_in, lr, "same_kind")  # float64 -> the dtype, rounded as a Python float would be
             for f, args in self.update:
                 f(*args)
             return
