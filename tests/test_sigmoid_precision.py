@@ -172,3 +172,18 @@ def test_binary_cross_entropy_gradient_uses_the_precise_sigmoid(dtype):
     # σ within ULPS ulp; − 0 is exact; / B (B = 5) rounds once more.
     assert ulps(grad[normal], expected[normal]).max() <= ULPS[dtype] + 1
     assert grad[0] > 0 and grad[1] > grad[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_negative_abs_by_the_sign_bit_is_negative_of_abs_bit_for_bit(dtype):
+    """The NumPy sigmoid's -|z| (one pass setting the sign bit) has the bits of negative(abs(z)),
+    which the kernels compute as -fabs(z): zeros of both signs, subnormals, infinities, NaNs."""
+    from gpubackprop.backends.numpy_layers import negative_abs_call
+    info = numpy.finfo(dtype)
+    z = numpy.concatenate([grid(dtype, 1001), [0.0, -0.0, info.tiny / 4, -info.tiny / 4, info.max, -info.max,
+                                               numpy.inf, -numpy.inf, numpy.nan, -numpy.nan]]).astype(dtype)
+    out = numpy.empty_like(z)
+    f, args = negative_abs_call(z, out)
+    f(*args)
+    bits = numpy.uint32 if dtype == "float32" else numpy.uint64
+    assert numpy.array_equal(out.view(bits), numpy.negative(numpy.abs(z)).view(bits))
