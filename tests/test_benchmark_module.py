@@ -164,3 +164,24 @@ def test_bench_peers_run_in_the_same_rounds_and_no_jax_drops_the_column(tmp_path
         manual = rows["torch_manual"]
         assert manual["rounds"] == rows["gpubackprop"]["rounds"] and manual["us_per_step"] > 0
         assert rows["gpubackprop"]["x_torch_manual"] == pytest.approx(manual["us_per_step"] / rows["gpubackprop"]["us_per_step"])
+
+
+def test_step_profile_accounts_for_the_step_by_its_parts(capsys):
+    """bench/profile_step.py: every call of the plan timed and named, GEMMs apart from the
+    elementwise calls (a cache-blocked run named by its calls); no timing is asserted."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    step, gemms, elementwise, by, us, rest, calls = module.profile("tiny", "float64", 0.001)
+    assert step > 0 and gemms > 0 and elementwise > 0 and us["guard"] > 0 and us["update"] > 0
+    assert {"add", "exp", "divide", "bitwise_or"} <= set(by)  # the bias add and the sigmoid's passes
+    assert len(calls) == len([k for k in us if isinstance(k, int)])
+    from gpubackprop.backends import numpy_blocks
+    run = numpy_blocks.BlockedRun([(numpy.exp, (numpy.zeros((4, 2)),) * 2)], 4)
+    assert module.call_name(run) == "blocked[exp]"
+    module.main(["--sizes", "tiny", "--steps-scale", "0.001", "--calls"])
+    out = capsys.readouterr().out
+    assert "| tiny |" in out and "exp" in out
