@@ -71,9 +71,11 @@ class StepPlan:
             self.lr = numpy.empty((), dtype)  # the dtype's lr (0-d: a ufunc's scalar fast path), from lrs[0]
             self.lr_in = self.lr.reshape(1)  # the same number, as the (1,) that lrs[0] is
             # lr·g written over g (read by nothing after the update): the same two roundings as
-            # numpy_step's, without a third parameter-sized array in the cache
-            self.update = blocked([(numpy.multiply, (grads, self.lr, grads)), (numpy.subtract, (p.flat, grads, p.flat))])
-            self.update.append((numpy.add, (p.step, 1, p.step)))
+            # numpy_step's, without a third parameter-sized array in the cache. Not in blocks: the
+            # parameters are written by ONE call, so a KeyboardInterrupt (train_step does not defer
+            # it as fit does) lands before or after the update, never between two of its blocks.
+            self.update = [(numpy.multiply, (grads, self.lr, grads)), (numpy.subtract, (p.flat, grads, p.flat)),
+                           (numpy.add, (p.step, 1, p.step))]
         self.grad_norm2 = ws.grad_check  # ‖g‖²: the gradients' finite check, into the status
         self.param_norm2 = numpy.empty((), dtype)
         self.limit = float(numpy.finfo(dtype).max) / 2
