@@ -94,15 +94,16 @@ class Steps:
                 trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
                 trace[i]["grad_bias"] = ops.to_numpy(ws.grad_biases[i])
 
-    def update(self, ws, lr, check=False, guarded=True, clip=None, check_grads=False):
+    def update(self, ws, lr, check=False, guarded=True, clip=None, check_grads=False, totals=None, rows=0):
         """The optimizer's update of every W and b at once, one backend operation over the flat
         buffers, guarded by the workspace's status; with ``check``, its first pass instead (the
         candidate values' finite check into ws.update_check, and with ``check_grads`` the gradients'
-        into ws.grad_check). ``lr``: a (1,) device array."""
+        into ws.grad_check). ``lr``: a (1,) device array. ``totals``: fit's, summed by the update
+        (``Backend.optimizer_step``)."""
         p = self.params
         self.backend.optimizer_step(p.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
                                     check=check, guarded=guarded, clip=clip, scratch=ws.scratch,
-                                    check_grads=check_grads)
+                                    check_grads=check_grads, totals=totals, rows=rows)
 
     def set_optimizer(self, optimizer):
         """Replace the optimizer, its state fresh; recorded steps (which hold the old update's
@@ -114,8 +115,9 @@ class Steps:
     # ------------------------------------------------------------------ one step
     def step(self, X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None):
         """Forward, loss, backward, update: only queued work. ``totals``: fit's per-epoch device
-        accumulator (``Backend.accumulate_step``). ``sync``: the data-parallel all-reduce of the
-        gradients, loss and checks, before the update's check. ``clip``: the global gradient norm
+        accumulator (``Backend.accumulate_step``), summed by the update (``Backend.optimizer_step``).
+        ``sync``: the data-parallel all-reduce of the gradients, loss and checks, before the update's
+        check. ``clip``: the global gradient norm
         to clip to (its square is computed by the gradients' finite check, in the same pass).
         Where the backend plans steps (``Backend.plan_step``), the same work runs as the workspace's
         plan and the status comes back as a list (the step is done then, not queued)."""
@@ -146,9 +148,10 @@ class Steps:
             # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
             # stores nothing.
             self.update(ws, lr, check=True, clip=clip, check_grads=fused_check)
-            if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
-                ops.accumulate_step(ws.status, totals, X.shape[0])
-        self.update(ws, lr, guarded=check_finite, clip=clip)
+        # fit: the loss summed on the device by the update (after a bad step it refuses the rest)
+        accumulate = totals is not None and check_finite
+        self.update(ws, lr, guarded=check_finite, clip=clip, totals=totals if accumulate else None,
+                    rows=X.shape[0] if accumulate else 0)
 
     def train(self, X, Y, ws, check_finite=True, sync=None, clip=None):
         """One step on checked backend arrays at the learning rate in ``params.lrs[0]``; returns the
