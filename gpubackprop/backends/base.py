@@ -136,7 +136,9 @@ class Backend(abc.ABC):
         finite ``status`` ([loss, gradient check, update check, right predictions])
         adds its loss·rows and its right predictions and counts itself; a non-finite one is recorded as the first bad step;
         after a bad step every later step is refused: its ``status`` is made non-finite, so the
-        guarded update skips it (sticky), and the parameters stay those after the last good step."""
+        guarded update skips it (sticky), and the parameters stay those after the last good step.
+        A fit step passes ``totals`` to the update instead (``optimizer_step``), which does this
+        first: on a device inside the update's launch."""
 
     @abc.abstractmethod
     def synchronize(self):
