@@ -16,7 +16,9 @@
 //              between the check and the update): skipped also when the totals hold an earlier bad
 //              step (the sticky refusal), and the totals written by the last block, after every
 //              block has read them and the status for its guard (last_block.cuh; refused or not,
-//              every block gets there then). totals: fit's (float64, TOTALS), rows: the batch's.
+//              every block gets there then), which then sets both check flags back to 0 (fit's next
+//              check pass needs them 0 on entry: no memset of their own but at a launch's first
+//              step). totals: fit's (float64, TOTALS), rows: the batch's.
 // The learning rate is read on the device (lr[0], double), so a recorded step survives its changes;
 // t = step[0] + 1 (the accepted steps so far, plus this one); the update's last block advances it
 // (last_block.cuh; blocks_done: 0 before the launch, 0 after), only when the update was let through. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
@@ -101,8 +103,14 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
     if (apply) optimizer_pass<Rule>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, check);
     // The update's last block to finish, after every block has read step[0], the status and the totals:
     // fit's totals (ACCUMULATE), then the accepted-step count when the update was let through.
+    // Then the two check flags back to 0, read by no one after this launch in fit (the host reads the
+    // totals): 0 on entry to the next fit step's check pass, with no memset of its own.
     if (!check && last_block_done(blocks_done)) {
-        if (accumulate) accumulate_totals(status, totals, rows);
+        if (accumulate) {
+            accumulate_totals(status, totals, rows);
+            status[GB_STATUS_GRAD_CHECK] = (real)0;
+            status[GB_STATUS_UPDATE_CHECK] = (real)0;
+        }
         if (apply) step[0] = step[0] + 1;
     }
 }

@@ -214,7 +214,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch: dict, check_grads: bool = False, totals=None, rows: int = 0):
+                       scratch: dict, check_grads: bool = False, totals=None, rows: int = 0,
+                       flags_zero: bool = False):
         """One pass of ``optimizer``'s guarded update (a ``gpubackprop.optimizers.Optimizer``) over
         the flat ``param`` with gradients ``grad``, state rows ``state`` (k, n) and the step count
         ``step`` ((1,) int64: t = step[0] + 1); ``lr`` is a (1,) float64 device array, read where
@@ -228,7 +229,10 @@ class Backend(abc.ABC):
         (one read of the gradients, one launch). ``totals`` (update pass, guarded, fit only): fit's
         totals summed with this step's ``rows`` as ``accumulate_step`` does, the update skipped also
         after an earlier bad step (the sticky refusal); on a device inside the update's launch (its
-        last block), no launch of its own. The rule's arithmetic: its NumPy reference or its kernel."""
+        last block), no launch of its own; then status[STATUS.grad_check] and [STATUS.update_check]
+        are set to 0. ``flags_zero`` (check pass): those two are 0 already (fit's steps after the
+        first of a launch: the previous update with ``totals`` zeroed them), so a device's check
+        pass needs no memset of them. The rule's arithmetic: its NumPy reference or its kernel."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

@@ -131,14 +131,15 @@ class CudaLayerOps:
         return out
 
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch, check_grads=False, totals=None, rows=0):
+                       scratch, check_grads=False, totals=None, rows=0, flags_zero=False):
         # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update;
         # the check pass also flags the gradients with check_grads (CHECK_GRADS): one memset of the two
         # adjacent flag slots, no separate check kernel; the update sums fit's totals with totals
-        # (ACCUMULATE: in its last block, no accumulate_step launch).
+        # (ACCUMULATE: in its last block, no accumulate_step launch), and then sets the check flags back
+        # to 0, so that fit's next check pass runs with flags_zero (no memset).
         if totals is not None and (check or not guarded):
             raise ValueError("totals: only in a guarded update (the check pass has nothing to sum yet)")
-        if check:
+        if check and not flags_zero:
             first = STATUS.grad_check if check_grads else STATUS.update_check
             status[first:STATUS.update_check + 1].fill(0)
         if check_grads and (not check or clip is not None):
