@@ -220,7 +220,7 @@ class Steps:
 
         def launch():
             for i in range(steps):
-                self.fit_step(X, Y, order, cursor, ws, lrs[i], totals, clip, first=i == 0)
+                self.fit_step(X, Y, order, cursor, ws, lrs[i], totals, clip, i == 0)  # first: i == 0
                 if between_steps is not None:
                     between_steps()
 
