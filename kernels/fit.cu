@@ -7,6 +7,7 @@
 #endif
 typedef GB_REAL real;
 #include "last_block.cuh"
+#include "totals.cuh"
 #ifndef GB_STATUS_GUARD
 #error "GB_STATUS_* and GB_TOTALS_* are defined by gpubackprop.layouts.cuda_defines(), prepended to the source"
 #endif
@@ -48,32 +49,10 @@ extern "C" __global__ void gather_batch_at(const real* x_src, const real* y_src,
     if (last_block_done(blocks_done)) cursor[0] = start + rows;
 }
 
-// One thread, between the finite checks and the update. totals and status: the layouts TOTALS and
-// STATUS of gpubackprop/layouts.py (GB_TOTALS_*, GB_STATUS_*); the status slots before
-// GB_STATUS_CORRECT are the update's guard. A step is good when its
-// status is finite and no earlier step since the totals were zeroed was bad; a bad step's status
-// is kept and every later step is refused by making its guard non-finite (sticky), so the parameters
-// stay those after the last good step. In double, as the host's float sum it replaces.
+// One thread, between the finite checks and the update: the step's totals (kernels/totals.cuh). A fit
+// step on the device runs the same code in its update's last block instead (no launch of its own:
+// kernels/optim_common.cuh, ACCUMULATE); this kernel is Backend.accumulate_step.
 extern "C" __global__ void accumulate_step(real* status, double* totals, double rows) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    const bool earlier_good = isfinite(totals[GB_TOTALS_BAD_LOSS]) && isfinite(totals[GB_TOTALS_BAD_GRAD_CHECK])
-                              && isfinite(totals[GB_TOTALS_BAD_UPDATE_CHECK]);
-    if (!earlier_good) {
-        // Refused: the guarded update skips a non-finite guard, and the bad step's sum is non-finite.
-        status[GB_STATUS_GRAD_CHECK] = (real)(totals[GB_TOTALS_BAD_LOSS] + totals[GB_TOTALS_BAD_GRAD_CHECK]
-                                              + totals[GB_TOTALS_BAD_UPDATE_CHECK]);
-        return;
-    }
-    const double loss = (double)status[GB_STATUS_LOSS];
-    const double check = (double)status[GB_STATUS_GRAD_CHECK];
-    const double update = (double)status[GB_STATUS_UPDATE_CHECK];
-    if (isfinite(loss) && isfinite(check) && isfinite(update)) {
-        totals[GB_TOTALS_LOSS_ROWS] = totals[GB_TOTALS_LOSS_ROWS] + loss * rows;
-        totals[GB_TOTALS_GOOD_STEPS] = totals[GB_TOTALS_GOOD_STEPS] + 1.0;
-        totals[GB_TOTALS_CORRECT] = totals[GB_TOTALS_CORRECT] + (double)status[GB_STATUS_CORRECT];
-    } else {
-        totals[GB_TOTALS_BAD_LOSS] = loss;
-        totals[GB_TOTALS_BAD_GRAD_CHECK] = check;
-        totals[GB_TOTALS_BAD_UPDATE_CHECK] = update;
-    }
+    accumulate_totals(status, totals, rows);
 }

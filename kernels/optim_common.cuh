@@ -1,6 +1,7 @@
 // What every optimizer kernel shares (gpubackprop/optimizers/base.py describes a rule): ONE
 // grid-stride kernel per rule, <name>_step, over the flat parameter buffer and its state rows
-// (row j of the state at state + j n), run twice per step as the guarded update:
+// (row j of the state at state + j n), run twice per step as the guarded update; mode (check below:
+// its bits CHECK_UPDATE | CHECK_GRADS):
 //   check != 0: every candidate parameter and state value is computed as the update will, nothing
 //              stored but a NaN into status[GB_STATUS_UPDATE_CHECK] (0 on entry) if any is NaN/Inf;
 //              with the bit CHECK_GRADS (2) set, also the gradients' finite check, in the same read of
@@ -9,7 +10,15 @@
 //              flags are complete when the kernel ends, before the update reads them: the guard
 //              semantics of a separate check kernel, one launch fewer;
 //   check = 0: the update, skipped whole when any of the first n_guard status slots is NaN/Inf, so a
-//              refused step leaves parameters AND state bit-identical.
+//              refused step leaves parameters AND state bit-identical;
+//   mode = ACCUMULATE (4): the update of a fit step, which also sums the step into fit's totals
+//              (kernels/totals.cuh, accumulate_totals: what a separate accumulate_step launch did
+//              between the check and the update): skipped also when the totals hold an earlier bad
+//              step (the sticky refusal), and the totals written by the last block, after every
+//              block has read them and the status for its guard (last_block.cuh; refused or not,
+//              every block gets there then), which then sets both check flags back to 0 (fit's next
+//              check pass needs them 0 on entry: no memset of their own but at a launch's first
+//              step). totals: fit's (float64, TOTALS), rows: the batch's.
 // The learning rate is read on the device (lr[0], double), so a recorded step survives its changes;
 // t = step[0] + 1 (the accepted steps so far, plus this one); the update's last block advances it
 // (last_block.cuh; blocks_done: 0 before the launch, 0 after), only when the update was let through. With clip > 0 the gradients are first scaled as torch.nn.utils.clip_grad_norm_
@@ -25,12 +34,14 @@
 #endif
 typedef GB_REAL real;
 #include "last_block.cuh"
+#include "totals.cuh"
 #ifndef GB_STATUS_GUARD
 #error "GB_STATUS_* are defined by gpubackprop.layouts.cuda_defines(), prepended to the source"
 #endif
 
 #define CHECK_UPDATE 1  // the check pass: the candidates' finite check
 #define CHECK_GRADS 2   // with it: the gradients' finite check too (no clipping: then the check is Σ g²)
+#define ACCUMULATE 4    // the update (not a check) summing the step into fit's totals
 
 __device__ __forceinline__ bool optimizer_guard_passes(const real* status, long long n_guard) {
     for (long long k = 0; k < n_guard; ++k)
@@ -44,13 +55,11 @@ __device__ __forceinline__ double clip_coefficient(const real* status, double cl
     return coef < 1.0 ? coef : 1.0;
 }
 
+// The check pass or the update's arithmetic over every element (see above).
 template <class Rule>
-__device__ __forceinline__ void optimizer_step(real* param, const real* grad, real* state, long long n,
+__device__ __forceinline__ void optimizer_pass(real* param, const real* grad, real* state, long long n,
                                                long long* step, const double* lr, double h0, double h1,
-                                               double h2, double h3, double clip, real* status, long long n_guard,
-                                               int check, unsigned int* blocks_done) {
-    // The guard reads the same values in every thread: all return, or none (no divergent barrier below).
-    if (!check && !optimizer_guard_passes(status, n_guard)) return;
+                                               double h2, double h3, double clip, real* status, int check) {
     __shared__ Rule rule;
     __shared__ real coef;
     if (threadIdx.x == 0) {
@@ -78,9 +87,32 @@ __device__ __forceinline__ void optimizer_step(real* param, const real* grad, re
             for (int j = 0; j < Rule::STATE; ++j) state[j * n + i] = s[j];
         }
     }
-    // The update (not refused: every block got here): the accepted-step count advances, by the last
-    // block to finish, after every block has read step[0] (no launch of its own).
-    if (!check && last_block_done(blocks_done)) step[0] = step[0] + 1;
+}
+
+template <class Rule>
+__device__ __forceinline__ void optimizer_step(real* param, const real* grad, real* state, long long n,
+                                               long long* step, const double* lr, double h0, double h1,
+                                               double h2, double h3, double clip, real* status, long long n_guard,
+                                               int mode, unsigned int* blocks_done, double* totals, double rows) {
+    const bool accumulate = (mode & ACCUMULATE) != 0;
+    const int check = mode & (CHECK_UPDATE | CHECK_GRADS);
+    // The guard reads the same values in every thread: all skip the work, or none (no divergent
+    // barrier below); with ACCUMULATE, a refused update's blocks still count themselves below.
+    const bool apply = check || (optimizer_guard_passes(status, n_guard) && (!accumulate || totals_all_good(totals)));
+    if (!apply && !accumulate) return;
+    if (apply) optimizer_pass<Rule>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, check);
+    // The update's last block to finish, after every block has read step[0], the status and the totals:
+    // fit's totals (ACCUMULATE), then the accepted-step count when the update was let through.
+    // Then the two check flags back to 0, read by no one after this launch in fit (the host reads the
+    // totals): 0 on entry to the next fit step's check pass, with no memset of its own.
+    if (!check && last_block_done(blocks_done)) {
+        if (accumulate) {
+            accumulate_totals(status, totals, rows);
+            status[GB_STATUS_GRAD_CHECK] = (real)0;
+            status[GB_STATUS_UPDATE_CHECK] = (real)0;
+        }
+        if (apply) step[0] = step[0] + 1;
+    }
 }
 
 // Adam's scalars for step t, in double as torch computes them in Python floats.

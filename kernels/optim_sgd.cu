@@ -21,7 +21,7 @@ struct Sgd {
 
 extern "C" __global__ void sgd_step(real* param, const real* grad, real* state, long long n, long long* step,
                                     const double* lr, double h0, double h1, double h2, double h3, double clip,
-                                    real* status, long long n_guard, int check,
-                                    unsigned int* blocks_done) {
-    optimizer_step<Sgd>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, check, blocks_done);
+                                    real* status, long long n_guard, int mode,
+                                    unsigned int* blocks_done, double* totals, double rows) {
+    optimizer_step<Sgd>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, mode, blocks_done, totals, rows);
 }

@@ -19,6 +19,7 @@ import pytest
 
 import gpubackprop as gb
 from gpubackprop import losses, optimizers
+from gpubackprop.layouts import STATUS, TOTALS
 
 import cuda_emulator  # noqa: E402 (tests/cuda_emulator)
 pytestmark = pytest.mark.requires(cuda_emulator.skip_reason())
@@ -124,6 +125,28 @@ def test_fit_refuses_from_the_first_bad_step_on_as_numpy_does(gpu, cp, dtype, wh
     assert_params_close(net_cpu, net_gpu, STEP_RTOL[dtype], "after the refused fit")
 
 
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_fit_after_a_refused_train_step_starts_with_its_check_flags_zeroed(gpu, cp, clip):
+    """A refused train_step leaves the status's check flags NaN; fit's check passes run without a
+    memset of their own after a launch's first step (the previous update zeroed the flags), so the
+    first step of every launch zeroes them: the fit that follows trains as NumPy's does."""
+    X, Y = problem("mse")
+    bad = X[:8].copy()
+    bad[3, 1] = numpy.nan
+    net_cpu, net_gpu = pair(gpu, "mse", "adam", "float64")
+    for net, data in ((net_cpu, bad), (net_gpu, cp.asarray(bad))):
+        for _ in range(3):  # eager, recorded, replayed
+            with numpy.errstate(all="ignore"), pytest.raises(gb.NonFiniteLossError):
+                net.train_step(data, Y[:8], 0.05)
+    assert not numpy.isfinite(net_gpu.steps.workspace(8).status.get()[STATUS.grad_check])
+    for epochs in (1, 2):  # recorded, then replayed
+        history_c = net_cpu.fit(X, Y, epochs=epochs, batch_size=8, lr=0.05, seed=3, progress=False, clip_norm=clip)
+        history_g = net_gpu.fit(X, Y, epochs=epochs, batch_size=8, lr=0.05, seed=3, progress=False, clip_norm=clip)
+        numpy.testing.assert_allclose(history_g.loss, history_c.loss, rtol=STEP_RTOL["float64"])
+    assert net_gpu.get_optimizer_state()["step"] == net_cpu.get_optimizer_state()["step"] == 15
+    assert_params_close(net_cpu, net_gpu, STEP_RTOL["float64"], "after fit")
+
+
 def ulps(actual, expected, floor):
     """|actual − expected| in units in the last place of max(|expected|, floor)."""
     expected = numpy.asarray(expected)
@@ -168,6 +191,46 @@ def test_elementwise_kernels_without_transcendentals_are_bit_identical_to_numpy(
     cpu.loss_grad("mse", yhat, y, grad_c, numpy.empty((), dtype), numpy.empty((), dtype), {})
     gpu.loss_grad("mse", cp.asarray(yhat), cp.asarray(y), grad_g, cp.empty((), dtype), cp.empty((), dtype), {})
     assert grad_g.get().tobytes() == grad_c.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_update_sums_fit_totals_as_accumulate_step_then_the_update(gpu, cp, races, dtype):
+    """fit's update with ``totals`` (ACCUMULATE: the totals summed by the update kernel's last block,
+    no accumulate_step launch between the check and the update) against the NumPy backend's
+    accumulate_step followed by the guarded update: over many blocks, a good step, a bad one (its
+    status recorded as the first bad step, the update refused), then a good status refused by the
+    sticky totals (its status made non-finite); parameters, Adam's state and count, status and
+    float64 totals bit for bit at every step, the block counter back at 0; then the check flags set
+    back to 0 (fit's next check pass runs without a memset)."""
+    rng = numpy.random.default_rng(5)
+    cpu = gb.get_backend("numpy")
+    n = 10_007
+    optimizer = gb.Optimizer("adam", weight_decay=0.01)
+    param, g = (rng.normal(size=n).astype(dtype) for _ in range(2))
+    state = numpy.stack([rng.normal(size=n), rng.uniform(0, 1, n)]).astype(dtype)
+    host = [param, g, state, numpy.array([3], numpy.int64), numpy.full(1, 1e-3)]
+    dev = [cp.asarray(a) for a in host]
+    fused = [a.copy() for a in host]  # NumPy's optimizer_step(totals=...): the same as its two operations
+    totals_c, totals_f, totals_g = numpy.zeros(len(TOTALS)), numpy.zeros(len(TOTALS)), cp.asarray(numpy.zeros(len(TOTALS)))
+    scratch = {}
+    for k, (loss, correct, rows) in enumerate(((0.75, 3.0, 8), (numpy.nan, 5.0, 8), (0.5, 2.0, 7), (0.25, 1.0, 3))):
+        status = numpy.array([loss, 0.0, 0.0, correct], dtype)
+        status_c, status_f, status_g = status.copy(), status.copy(), cp.asarray(status)
+        cpu.accumulate_step(status_c, totals_c, rows)
+        cpu.optimizer_step(optimizer, *host, status_c, check=False, scratch={})
+        refused_status = status_c.copy()
+        status_c[STATUS.grad_check] = status_c[STATUS.update_check] = 0  # by the update's last block
+        cpu.optimizer_step(optimizer, *fused, status_f, check=False, scratch={}, totals=totals_f, rows=rows)
+        gpu.optimizer_step(optimizer, *dev, status_g, check=False, scratch=scratch, totals=totals_g, rows=rows)
+        for what, h, f, d in zip(("param", "grad", "state", "step", "lr", "status", "totals"), host + [status_c, totals_c],
+                                 fused + [status_f, totals_f], dev + [status_g, totals_g]):
+            assert d.get().tobytes() == h.tobytes() == f.tobytes(), (k, what)
+        assert int(scratch["blocks_done"].get()[0]) == 0, k
+    assert host[3][0] == 3 + 1  # only the first step was let through
+    assert numpy.isnan(totals_c[TOTALS.bad_loss]) and totals_c[TOTALS.good_steps] == 1.0
+    assert numpy.isnan(refused_status[STATUS.grad_check])  # the sticky refusal, as accumulate_step makes it
+    with pytest.raises(ValueError, match="totals: only in a guarded update"):
+        gpu.optimizer_step(optimizer, *dev, status_g, check=True, scratch=scratch, totals=totals_g, rows=1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

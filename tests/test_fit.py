@@ -22,9 +22,9 @@ def record_steps(net):
     calls = []
     original = net.steps.step
 
-    def step(X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None):
+    def step(X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None, **kw):
         X_copy, Y_copy = numpy.array(X), numpy.array(Y)  # the batch buffers are reused
-        original(X, Y, ws, lr, check_finite, totals, sync, clip)
+        original(X, Y, ws, lr, check_finite, totals, sync, clip, **kw)
         calls.append((X_copy, Y_copy, float(ws.loss)))
 
     net.steps.step = step

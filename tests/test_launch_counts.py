@@ -3,7 +3,8 @@ gpubackprop.benchmark.launches). The expected figures follow from the step's str
 (model.step.Steps.step): for L layers, L forward GEMMs, L ∂W GEMMs, L − 1 ∂X GEMMs (no bias-gradient
 GEMM); a bias+activation kernel per hidden layer, the loss kernel (which also ends the output layer's
 forward, a = act(X Wᵀ + b), and makes its δ and bias gradient), a backward kernel per hidden layer (δ and the bias gradient), the update's check (which also checks the gradients: one
-memset zeroes both flags) and the update (whose last block counts the accepted step).
+memset zeroes both flags) and the update (whose last block counts the accepted step and, in fit, sums
+the step into the epoch's totals and zeroes the flags: fit's memset only at a launch's first step).
 The shim needs no CuPy: these run in CI."""
 import pytest
 
@@ -28,8 +29,11 @@ def test_train_step_launches_follow_the_step_structure(sizes, batch):
 def test_fit_step_is_a_train_step_plus_the_gather_and_the_totals(sizes, batch):
     step, fit = launches.count_train_step(sizes, batch), launches.count_fit_step(sizes, batch)
     extra = {name: fit.names[name] - step.names.get(name, 0) for name in fit.names if fit.names[name] != step.names.get(name)}
-    # one kernel gathers X's and Y's rows and advances the cursor (its last block)
-    assert extra == {"kernel gather_batch_at": 1, "kernel accumulate_step": 1}
+    # one kernel gathers X's and Y's rows and advances the cursor (its last block); the totals are summed
+    # by the update's last block (no accumulate_step launch), which also zeroes the check flags for the
+    # next step: the flags' memset only at a launch's first step
+    assert extra == {"kernel gather_batch_at": 1, "memset fill": 1 / STEPS_PER_LAUNCH - 1}
+    assert fit.nodes == {**step.nodes, "kernel": step.nodes["kernel"] + 1, "memset": 1 / STEPS_PER_LAUNCH}
     assert fit.graphs_per_step == 1 / STEPS_PER_LAUNCH
     # per epoch, outside the graphs: the cursor, totals and permutation uploads, one read
     assert fit.host["download"] * STEPS_PER_LAUNCH == 1

@@ -136,7 +136,9 @@ class Backend(abc.ABC):
         finite ``status`` ([loss, gradient check, update check, right predictions])
         adds its loss·rows and its right predictions and counts itself; a non-finite one is recorded as the first bad step;
         after a bad step every later step is refused: its ``status`` is made non-finite, so the
-        guarded update skips it (sticky), and the parameters stay those after the last good step."""
+        guarded update skips it (sticky), and the parameters stay those after the last good step.
+        A fit step passes ``totals`` to the update instead (``optimizer_step``), which does this
+        first: on a device inside the update's launch."""
 
     @abc.abstractmethod
     def synchronize(self):
@@ -212,7 +214,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch: dict, check_grads: bool = False):
+                       scratch: dict, check_grads: bool = False, totals=None, rows: int = 0,
+                       flags_zero: bool = False):
         """One pass of ``optimizer``'s guarded update (a ``gpubackprop.optimizers.Optimizer``) over
         the flat ``param`` with gradients ``grad``, state rows ``state`` (k, n) and the step count
         ``step`` ((1,) int64: t = step[0] + 1); ``lr`` is a (1,) float64 device array, read where
@@ -223,7 +226,13 @@ class Backend(abc.ABC):
         min(1, clip / (norm + 1e-6)) first, norm = √status[STATUS.grad_check] (torch's
         clip_grad_norm_). ``check_grads`` (check pass only, no ``clip``): the gradients' finite check
         too (``finite_check`` into status[STATUS.grad_check]), fused into the check pass on a device
-        (one read of the gradients, one launch). The rule's arithmetic: its NumPy reference or its kernel."""
+        (one read of the gradients, one launch). ``totals`` (update pass, guarded, fit only): fit's
+        totals summed with this step's ``rows`` as ``accumulate_step`` does, the update skipped also
+        after an earlier bad step (the sticky refusal); on a device inside the update's launch (its
+        last block), no launch of its own; then status[STATUS.grad_check] and [STATUS.update_check]
+        are set to 0. ``flags_zero`` (check pass): those two are 0 already (fit's steps after the
+        first of a launch: the previous update with ``totals`` zeroed them), so a device's check
+        pass needs no memset of them. The rule's arithmetic: its NumPy reference or its kernel."""
 
     # ------------------------------------------------------------------ recording
     @abc.abstractmethod

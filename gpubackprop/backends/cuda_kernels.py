@@ -10,7 +10,7 @@ from ..layouts import cuda_defines
 
 # The kernels: these, then every rule's kernels/optim_<name>.cu (gpubackprop.optimizers.RULES).
 _KERNEL_FILES = ("activations.cu", "loss.cu", "checks.cu", "fit.cu")
-_HEADERS = ("activation_math.cuh", "last_block.cuh", "optim_common.cuh")  # each inlined once, in place of its #include
+_HEADERS = ("activation_math.cuh", "last_block.cuh", "totals.cuh", "optim_common.cuh")  # each inlined once, in place of its #include
 # --fmad=false: each multiply and add rounds on its own, as NumPy's ufuncs do, so the kernels
 # reproduce the NumPy backend's arithmetic instead of drifting by fused-multiply-add roundings.
 _NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
@@ -39,7 +39,7 @@ def kernel_files() -> tuple:
 def kernel_source(dtype) -> str:
     """All kernel sources as one translation unit, with GB_REAL set to the C type of dtype and the
     slot layouts (gpubackprop.layouts) as #defines; the shared headers (activation_math.cuh,
-    last_block.cuh, optim_common.cuh) are inlined once each, in place of the first #include of them
+    last_block.cuh, totals.cuh, optim_common.cuh) are inlined once each, in place of the first #include of them
     (later ones removed; a header's own #include of another is inlined the same way first)."""
     ctype = {"float32": "float", "float64": "double"}[numpy.dtype(dtype).name]
     parts = [f"#define GB_REAL {ctype}\n" + cuda_defines()]

@@ -12,7 +12,7 @@ from .base import scratch_buffer
 
 _THREADS = 256
 _BIAS_TILE = 32  # columns per block of the <activation>_backward_bias kernels (BIAS_TILE, activations.cu)
-_CHECK_UPDATE, _CHECK_GRADS = 1, 2  # the optimizer kernels' check bits (kernels/optim_common.cuh)
+_CHECK_UPDATE, _CHECK_GRADS, _ACCUMULATE = 1, 2, 4  # the optimizer kernels' mode bits (kernels/optim_common.cuh)
 # One memset zeroes both flags of a check pass that also checks the gradients: they must be adjacent.
 assert STATUS.update_check == STATUS.grad_check + 1, "layouts.STATUS: grad_check right before update_check"
 
@@ -131,11 +131,15 @@ class CudaLayerOps:
         return out
 
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch, check_grads=False):
+                       scratch, check_grads=False, totals=None, rows=0, flags_zero=False):
         # One kernel per rule, <name>_step (kernels/optim_<name>.cu), run as the check or the update;
         # the check pass also flags the gradients with check_grads (CHECK_GRADS): one memset of the two
-        # adjacent flag slots, no separate check kernel.
-        if check:
+        # adjacent flag slots, no separate check kernel; the update sums fit's totals with totals
+        # (ACCUMULATE: in its last block, no accumulate_step launch), and then sets the check flags back
+        # to 0, so that fit's next check pass runs with flags_zero (no memset).
+        if totals is not None and (check or not guarded):
+            raise ValueError("totals: only in a guarded update (the check pass has nothing to sum yet)")
+        if check and not flags_zero:
             first = STATUS.grad_check if check_grads else STATUS.update_check
             status[first:STATUS.update_check + 1].fill(0)
         if check_grads and (not check or clip is not None):
@@ -143,12 +147,14 @@ class CudaLayerOps:
         n = param.size
         n_guard = numpy.int64(GUARD if guarded else 0)
         h0, h1, h2, h3 = (numpy.float64(h) for h in optimizer.rule.kernel_scalars(optimizer.settings))
-        mode = (_CHECK_UPDATE | (_CHECK_GRADS if check_grads else 0)) if check else 0
-        # The update's last block also advances the step count (kernels/last_block.cuh): no launch of its own.
+        mode = (_CHECK_UPDATE | (_CHECK_GRADS if check_grads else 0)) if check else (0 if totals is None else _ACCUMULATE)
+        # The update's last block also advances the step count (kernels/last_block.cuh) and sums fit's
+        # totals: no launch of its own. Without totals the kernel reads none: lr (float64) stands in.
         self.kernel(optimizer.rule.kernel, param.dtype)(
             self._grid(n), (_THREADS,), (param, grad, state, numpy.int64(n), step, lr, h0, h1, h2, h3,
                                          numpy.float64(0.0 if clip is None else clip), status, n_guard,
-                                         numpy.int32(mode), self._blocks_done(scratch)))
+                                         numpy.int32(mode), self._blocks_done(scratch),
+                                         lr if totals is None else totals, numpy.float64(rows)))
         return param
 
     def _blocks_done(self, scratch):

@@ -40,9 +40,17 @@ class NumpyEpochOps:
                 now[S.loss], now[S.grad_check], now[S.update_check]
 
     def optimizer_step(self, optimizer, param, grad, state, step, lr, status, *, check, guarded=True, clip=None,
-                       scratch, check_grads=False):
+                       scratch, check_grads=False, totals=None, rows=0, flags_zero=False):
         # The guard, the clipping and the step count as kernels/optim_common.cuh; the rule's own
-        # arithmetic is its NumPy reference (gpubackprop.optimizers.<rule>.numpy_step).
+        # arithmetic is its NumPy reference (gpubackprop.optimizers.<rule>.numpy_step). flags_zero: the
+        # kernel's check pass needs its flags 0 on entry; here every check overwrites its flag.
+        if totals is not None:  # fit's totals, as the kernel's ACCUMULATE: the same outcome as summing them
+            if check or not guarded:  # first (its refusal makes the status non-finite), then the guarded update
+                raise ValueError("totals: only in a guarded update (the check pass has nothing to sum yet)")
+            self.accumulate_step(status, totals, rows)
+            self.optimizer_step(optimizer, param, grad, state, step, lr, status, check=False, clip=clip, scratch=scratch)
+            status[STATUS.grad_check:STATUS.update_check + 1] = 0  # as the kernel's last block, for the next check
+            return param
         if not check and guarded and not all(map(math.isfinite, status[:GUARD].tolist())):
             return param  # the kernel's guard, checked on the host: parameters, state and step untouched
         key = ("optimizer", state.shape[0], grad.shape, grad.dtype, id(status))

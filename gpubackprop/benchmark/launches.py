@@ -121,7 +121,7 @@ def count_all(sizes=None, optimizers=("sgd", "momentum", "adam"), dtype="float32
 def _cell(r) -> str:
     n = r.nodes
     parts = [f"{n.get(k, 0):g}" for k in ("kernel", "cublas", "memset", "elementwise")]
-    return f"**{r.total:g}** ({' + '.join(parts)})"
+    return f"**{r.total:.4g}** ({' + '.join(parts)})"  # fit's per-launch nodes: a fraction per step
 
 
 def markdown(results) -> str:

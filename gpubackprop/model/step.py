@@ -94,15 +94,17 @@ class Steps:
                 trace[i]["grad_weight"] = ops.to_numpy(ws.grad_weights[i])
                 trace[i]["grad_bias"] = ops.to_numpy(ws.grad_biases[i])
 
-    def update(self, ws, lr, check=False, guarded=True, clip=None, check_grads=False):
+    def update(self, ws, lr, check=False, guarded=True, clip=None, check_grads=False, totals=None, rows=0,
+               flags_zero=False):
         """The optimizer's update of every W and b at once, one backend operation over the flat
         buffers, guarded by the workspace's status; with ``check``, its first pass instead (the
         candidate values' finite check into ws.update_check, and with ``check_grads`` the gradients'
-        into ws.grad_check). ``lr``: a (1,) device array."""
+        into ws.grad_check). ``lr``: a (1,) device array. ``totals``: fit's, summed by the update,
+        which then zeroes the check flags; ``flags_zero``: they are 0 (``Backend.optimizer_step``)."""
         p = self.params
         self.backend.optimizer_step(p.optimizer, p.flat, ws.grads, p.optimizer_state, p.step, lr, ws.status,
                                     check=check, guarded=guarded, clip=clip, scratch=ws.scratch,
-                                    check_grads=check_grads)
+                                    check_grads=check_grads, totals=totals, rows=rows, flags_zero=flags_zero)
 
     def set_optimizer(self, optimizer):
         """Replace the optimizer, its state fresh; recorded steps (which hold the old update's
@@ -112,11 +114,13 @@ class Steps:
             ws.recordings.clear()
 
     # ------------------------------------------------------------------ one step
-    def step(self, X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None):
+    def step(self, X, Y, ws, lr, check_finite, totals=None, sync=None, clip=None, flags_zero=False):
         """Forward, loss, backward, update: only queued work. ``totals``: fit's per-epoch device
-        accumulator (``Backend.accumulate_step``). ``sync``: the data-parallel all-reduce of the
-        gradients, loss and checks, before the update's check. ``clip``: the global gradient norm
-        to clip to (its square is computed by the gradients' finite check, in the same pass).
+        accumulator (``Backend.accumulate_step``), summed by the update (``Backend.optimizer_step``).
+        ``sync``: the data-parallel all-reduce of the gradients, loss and checks, before the update's
+        check. ``clip``: the global gradient norm to clip to (its square is computed by the
+        gradients' finite check, in the same pass). ``flags_zero``: the status's check flags are 0
+        on entry (fit, after a step with ``totals``: ``fit_step``).
         Where the backend plans steps (``Backend.plan_step``), the same work runs as the workspace's
         plan and the status comes back as a list (the step is done then, not queued)."""
         if sync is None and clip is None and X is not None:
@@ -145,10 +149,11 @@ class Steps:
             # The update is checked before it is applied: a candidate parameter (or optimizer
             # state) holding NaN/Inf (an overflow: lr too large) refuses the step, in a pass that
             # stores nothing.
-            self.update(ws, lr, check=True, clip=clip, check_grads=fused_check)
-            if totals is not None:  # fit: the loss summed on the device; after a bad step, refuse the rest
-                ops.accumulate_step(ws.status, totals, X.shape[0])
-        self.update(ws, lr, guarded=check_finite, clip=clip)
+            self.update(ws, lr, check=True, clip=clip, check_grads=fused_check, flags_zero=flags_zero)
+        # fit: the loss summed on the device by the update (after a bad step it refuses the rest)
+        accumulate = totals is not None and check_finite
+        self.update(ws, lr, guarded=check_finite, clip=clip, totals=totals if accumulate else None,
+                    rows=X.shape[0] if accumulate else 0)
 
     def train(self, X, Y, ws, check_finite=True, sync=None, clip=None):
         """One step on checked backend arrays at the learning rate in ``params.lrs[0]``; returns the
@@ -196,12 +201,14 @@ class Steps:
                                         empty((len(TOTALS),), numpy.float64)))
         return self.fit_state[1]
 
-    def fit_step(self, X, Y, order, cursor, ws, lr, totals, clip=None):
+    def fit_step(self, X, Y, order, cursor, ws, lr, totals, clip=None, first=True):
         """One step of ``fit``, queued only: the next batch of the permutation ``order`` gathered
-        at the device's ``cursor`` into the workspace, then ``step`` summing into ``totals``."""
+        at the device's ``cursor`` into the workspace, then ``step`` summing into ``totals``.
+        ``first``: the first step of a launch; after it, the check flags are 0 on entry (the
+        previous step's update, summing into ``totals``, zeroed them; nothing between writes them)."""
         ops = self.backend
         ops.gather_batch_at(X, Y, order, cursor, ws.inputs, ws.targets, ws.scratch)  # one kernel on a GPU
-        self.step(ws.inputs, ws.targets, ws, lr, True, totals, clip=clip)
+        self.step(ws.inputs, ws.targets, ws, lr, True, totals, clip=clip, flags_zero=not first)
 
     def launch(self, steps, X, Y, order, cursor, ws, totals, clip=None, between_steps=None):
         """``steps`` consecutive ``fit_step`` s as one piece of recorded work, step i at the learning
@@ -213,7 +220,7 @@ class Steps:
 
         def launch():
             for i in range(steps):
-                self.fit_step(X, Y, order, cursor, ws, lrs[i], totals, clip)
+                self.fit_step(X, Y, order, cursor, ws, lrs[i], totals, clip, i == 0)  # first: i == 0
                 if between_steps is not None:
                     between_steps()
 
