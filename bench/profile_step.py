@@ -7,7 +7,7 @@ One network per size (MSE + SGD, the benchmark's layers and batch, lr 1e-3, the 
 on the benchmark's data. Each bound call of the step's plan (``backends/numpy_plan.py``) is timed
 in place, inside real steps (a clock read before and after each call: ~0.1 µs each, included);
 the guard (‖g‖², ‖θ‖² and the bound) and the update are timed as the plan's ``check`` and
-``apply``; the step itself is timed in separate, uninstrumented steps of the same run. Reported in
+``apply``; the step itself is timed in uninstrumented steps alternated with those. Reported in
 µs per step, medians over the steps:
 
 - ``step``: ``train_step`` (uninstrumented);
@@ -17,7 +17,9 @@ the guard (‖g‖², ‖θ‖² and the bound) and the update are timed as the 
   loss's gradient), in total and by ufunc (a cache-blocked run, ``numpy_blocks``, counts as one);
 - ``guard`` and ``update``: the plan's check and apply;
 - ``rest``: step − the above: the Python around the calls (argument checks, lock, error state,
-  the status read back), by difference.
+  the status read back), by difference (the parts' medians include their clock reads, ~0.1 µs
+  each: at tiny the rest is understated by ~2 µs, and medians may add up to slightly more than
+  the step's).
 
 ``--calls`` lists every call. Timing noise: run on a quiet machine; the shares are what matters.
 """
@@ -57,11 +59,6 @@ def profile(size, dtype, scale):
     net.train_step(X, Y, 1e-3)
     plan = net.steps.workspaces[batch].recordings[("plan", True)]
     n = max(3, int(STEPS[size] * scale))
-    plain = []
-    for _ in range(n):
-        t = clock()
-        net.train_step(X, Y, 1e-3)
-        plain.append(clock() - t)
     times = collections.defaultdict(list)
 
     def timed(key, f):
@@ -70,15 +67,22 @@ def profile(size, dtype, scale):
             f(*args)
             times[key].append(clock() - t)
         return run
-    calls = plan.calls
-    plan.calls = [(timed(i, f), args) for i, (f, args) in enumerate(calls)]
-    plan.check, plan.apply = timed("guard", plan.check), timed("update", plan.apply)
-    try:
+    calls, check, apply = plan.calls, plan.check, plan.apply
+    instrumented = ([(timed(i, f), args) for i, (f, args) in enumerate(calls)], timed("guard", check),
+                    timed("update", apply))
+    plain = []
+    try:  # plain and instrumented steps alternated: the machine's noise lands alike in both
         for _ in range(n):
+            t = clock()
             net.train_step(X, Y, 1e-3)
+            plain.append(clock() - t)
+            plan.calls, plan.check, plan.apply = instrumented
+            net.train_step(X, Y, 1e-3)
+            plan.calls, plan.check, plan.apply = calls, check, apply
     finally:
         plan.calls = calls
-        del plan.check, plan.apply
+        plan.__dict__.pop("check", None)  # the class's methods again
+        plan.__dict__.pop("apply", None)
     us = {k: statistics.median(v) / 1e3 for k, v in times.items()}
     step = statistics.median(plain) / 1e3
     by = collections.defaultdict(float)
