@@ -187,3 +187,26 @@ def test_negative_abs_by_the_sign_bit_is_negative_of_abs_bit_for_bit(dtype):
     f(*args)
     bits = numpy.uint32 if dtype == "float32" else numpy.uint64
     assert numpy.array_equal(out.view(bits), numpy.negative(numpy.abs(z)).view(bits))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_with_sign_for_the_step_on_few_elements_gives_the_same_bits(dtype, monkeypatch):
+    """sigmoid_calls on a few elements uses sign(z) where larger arrays use H(z) = [z >= 0]:
+    σ comes out bit for bit the same for every z (NaN stays NaN)."""
+    from gpubackprop.backends import numpy_layers
+    info = numpy.finfo(dtype)
+    z = numpy.concatenate([grid(dtype, 1001), [0.0, -0.0, info.tiny / 4, -info.tiny / 4, info.max, -info.max,
+                                               numpy.inf, -numpy.inf, numpy.nan]]).astype(dtype)
+    one = numpy.array(1, dtype)
+    results = []
+    for limit in (0, z.size):  # H(z), then sign(z)
+        monkeypatch.setattr(numpy_layers, "SIGN_STEP_MAX", limit)
+        calls = numpy_layers.sigmoid_calls(a := z.copy(), numpy.empty_like(z), one)
+        assert (calls[2][0] is numpy.sign) == (limit > 0)
+        for f, args in calls:
+            f(*args)
+        results.append(a)
+    bits = numpy.uint32 if dtype == "float32" else numpy.uint64
+    nan = numpy.isnan(z)
+    assert numpy.array_equal(numpy.isnan(results[0]), nan) and numpy.array_equal(numpy.isnan(results[1]), nan)
+    assert numpy.array_equal(results[0][~nan].view(bits), results[1][~nan].view(bits))
