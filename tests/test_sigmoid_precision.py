@@ -192,11 +192,12 @@ def test_negative_abs_by_the_sign_bit_is_negative_of_abs_bit_for_bit(dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sigmoid_with_sign_for_the_step_on_few_elements_gives_the_same_bits(dtype, monkeypatch):
     """sigmoid_calls on a few elements uses sign(z) where larger arrays use H(z) = [z >= 0]:
-    σ comes out bit for bit the same for every z (NaN stays NaN)."""
+    σ comes out bit for bit the same for every number z; a NaN z (either sign) gives NaN both ways
+    (its sign bit may differ: not compared)."""
     from gpubackprop.backends import numpy_layers
     info = numpy.finfo(dtype)
     z = numpy.concatenate([grid(dtype, 1001), [0.0, -0.0, info.tiny / 4, -info.tiny / 4, info.max, -info.max,
-                                               numpy.inf, -numpy.inf, numpy.nan]]).astype(dtype)
+                                               numpy.inf, -numpy.inf, numpy.nan, -numpy.nan]]).astype(dtype)
     one = numpy.array(1, dtype)
     results = []
     for limit in (0, z.size):  # H(z), then sign(z)

@@ -208,6 +208,9 @@ def test_only_row_local_calls_are_cut_into_blocks(monkeypatch):
     assert nb._row_local(numpy.add, (z, numpy.zeros((4, 4)), z)) is None  # other rows (would broadcast)
     assert nb._row_local(numpy.add, (z, object(), z)) is None  # the batch's placeholder
     assert nb._row_local(numpy.add, (z[:, ::2], one, z[:, ::2])) is None  # not contiguous rows
+    assert nb._row_local(numpy.matmul, (z, numpy.zeros((4, 4)), t)) is None  # a gufunc reads other rows
+    assert nb._row_local(numpy.add, (z, numpy.zeros(4), z)) is None  # a 1-D operand broadcasts along the columns
+    assert nb._row_local(numpy.add, (z, numpy.zeros(8), z)) is None  # ... even with as many elements as rows
     monkeypatch.setattr(nb, "MIN_BYTES", 0)
     monkeypatch.setattr(nb, "BLOCK_BYTES", 2 * 4 * 8)  # 2 rows of 4 float64
     out = nb.blocked([(numpy.add, (z, row, z)), (numpy.exp, (z, z)), (numpy.dot, (z, g.T, t)), (numpy.exp, (t, t))])

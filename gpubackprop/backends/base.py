@@ -137,8 +137,9 @@ class Backend(abc.ABC):
         adds its loss·rows and its right predictions and counts itself; a non-finite one is recorded as the first bad step;
         after a bad step every later step is refused: its ``status`` is made non-finite, so the
         guarded update skips it (sticky), and the parameters stay those after the last good step.
-        A fit step passes ``totals`` to the update instead (``optimizer_step``), which does this
-        first: on a device inside the update's launch."""
+        A fit step passes ``totals`` to the update instead (``optimizer_step``): the same outcome,
+        with no launch of its own on a device (the refuse-or-apply decision taken first, by every
+        block; the totals written last, by the update's last block)."""
 
     @abc.abstractmethod
     def synchronize(self):

@@ -69,8 +69,8 @@ def _close(out, run, rows):
 def _row_local(f, args):
     """The row count of a row-local ufunc call writing an output array (see the module's text), else None."""
     inner = getattr(f, "func", f)  # a functools.partial of a ufunc (keywords only) counts as the ufunc
-    if not isinstance(inner, numpy.ufunc) or inner.nout != 1 or getattr(f, "args", ()):
-        return None
+    if not isinstance(inner, numpy.ufunc) or inner.signature is not None or inner.nout != 1 or getattr(f, "args", ()):
+        return None  # not an elementwise ufunc (a gufunc such as matmul reads other rows)
     if not all(isinstance(a, (numpy.ndarray, int, float)) for a in args):
         return None  # a placeholder (the batch, bound per run) or another object
     keywords = getattr(f, "keywords", {})
@@ -80,8 +80,9 @@ def _row_local(f, args):
     full = [a for a in arrays if a.shape[0] > 1]
     if not full:
         return None
-    rows = full[0].shape[0]
-    if any(a.shape[0] not in (1, rows) or not a.flags.c_contiguous for a in arrays):
+    rows, ndim = full[0].shape[0], full[0].ndim
+    # every operand of the output's rank (a lower rank broadcasts along the last axes, not the rows)
+    if any(a.ndim != ndim or a.shape[0] not in (1, rows) or not a.flags.c_contiguous for a in arrays):
         return None
     return rows
 

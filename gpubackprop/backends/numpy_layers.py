@@ -55,10 +55,12 @@ def sigmoid_calls(z, t, one):
     then as two passes).
 
     Up to ``SIGN_STEP_MAX`` elements, sign(z) stands for H(z): the comparison written as floats
-    costs ~2 µs a call on any size (a casting loop), sign ~0.4 µs on a few elements, and
-    fmax(sign(z), t) = fmax(H(z), t) for every z: 1 for z > 0; t for z < 0 (fmax(-1, t) =
-    fmax(0, t) = t, as t >= 0); for z = ±0, t = 1 and both give 1; NaN for a NaN z. numpy.sign
-    is not vectorised, so larger arrays keep the comparison (the kernel's form)."""
+    costs ~2 µs a call on any size (a casting loop), sign ~0.4 µs on a few elements, and σ comes
+    out with the same bits for every number z: fmax(sign(z), t) = fmax(H(z), t) = 1 for z > 0; t for
+    z < 0 (fmax(-1, t) = fmax(0, t) = t, as t >= 0); for z = ±0, t = 1 and both give 1. A NaN z
+    gives a NaN σ both ways, its sign bit possibly not the same (-NaN: +NaN by the comparison,
+    -NaN by sign). numpy.sign is not vectorised, so larger arrays keep the comparison (the
+    kernel's form)."""
     zero = _ZERO.get(z.dtype)
     if zero is None:
         zero = _ZERO[z.dtype] = numpy.array(0, dtype=z.dtype)

@@ -73,7 +73,8 @@ class StepPlan:
             # lr·g written over g (read by nothing after the update): the same two roundings as
             # numpy_step's, without a third parameter-sized array in the cache. Not in blocks: the
             # parameters are written by ONE call, so a KeyboardInterrupt (train_step does not defer
-            # it as fit does) lands before or after the update, never between two of its blocks.
+            # it as fit does) never lands between two blocks of the θ write (it can still land
+            # between that call and the step count's advance, as before).
             self.update = [(numpy.multiply, (grads, self.lr, grads)), (numpy.subtract, (p.flat, grads, p.flat)),
                            (numpy.add, (p.step, 1, p.step))]
         self.grad_norm2 = ws.grad_check  # ‖g‖²: the gradients' finite check, into the status
