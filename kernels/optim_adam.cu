@@ -23,6 +23,6 @@ struct Adam {
 extern "C" __global__ void adam_step(real* param, const real* grad, real* state, long long n, long long* step,
                                      const double* lr, double h0, double h1, double h2, double h3, double clip,
                                      real* status, long long n_guard, int mode,
-                                    unsigned int* blocks_done, double* totals, double rows) {
+                                     unsigned int* blocks_done, double* totals, double rows) {
     optimizer_step<Adam>(param, grad, state, n, step, lr, h0, h1, h2, h3, clip, status, n_guard, mode, blocks_done, totals, rows);
 }
